@@ -1,0 +1,13 @@
+//! One file per subcommand; each returns the process exit code.
+
+pub mod backup;
+pub mod check;
+pub mod list;
+pub mod restore;
+pub mod run;
+pub mod status;
+
+/// Exit codes: 0 success; 1 the operation failed; 2 bad arguments or labels; 75 busy (try again).
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_BUSY: i32 = 75;

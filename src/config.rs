@@ -1,0 +1,117 @@
+//! Settings from the daemon's environment, read and validated once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::labels::Defaults;
+use crate::scheduler::zone_from;
+
+pub const DEFAULT_ROOT: &str = "/backup";
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DB_BACKUP_ROOT`.
+    pub root: PathBuf,
+    /// `DB_BACKUP_GZIP_LEVEL`, 1–9.
+    pub gzip_level: u32,
+    /// `DB_BACKUP_SCHEDULE`, `DB_BACKUP_ON_STARTUP`.
+    pub defaults: Defaults,
+    /// `DB_BACKUP_MAX_CONCURRENT`: backups running at once across services.
+    pub max_concurrent: usize,
+    /// `DB_BACKUP_STOP_GRACE`: how long running backups may finish after SIGTERM.
+    pub stop_grace: Duration,
+    /// `TZ`: the zone schedules are read in.
+    pub zone: Tz,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, String> {
+        let get = |k: &str| std::env::var(k).ok();
+        Self::from_lookup(get)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let root =
+            PathBuf::from(get("DB_BACKUP_ROOT").filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_ROOT.into()));
+        if !root.is_absolute() {
+            return Err(format!("DB_BACKUP_ROOT: '{}' is not an absolute path", root.display()));
+        }
+        let gzip_level = match get("DB_BACKUP_GZIP_LEVEL").filter(|s| !s.is_empty()) {
+            None => DEFAULT_GZIP_LEVEL,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=9).contains(&n) => n,
+                _ => return Err(format!("DB_BACKUP_GZIP_LEVEL: '{v}' is not a level from 1 to 9")),
+            },
+        };
+        let defaults =
+            Defaults::from_values(get("DB_BACKUP_SCHEDULE").as_deref(), get("DB_BACKUP_ON_STARTUP").as_deref())?;
+        let max_concurrent = match get("DB_BACKUP_MAX_CONCURRENT").filter(|s| !s.is_empty()) {
+            None => 2,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => n,
+                _ => return Err(format!("DB_BACKUP_MAX_CONCURRENT: '{v}' is not a number from 1 to 64")),
+            },
+        };
+        let stop_grace = match get("DB_BACKUP_STOP_GRACE").filter(|s| !s.is_empty()) {
+            None => Duration::from_secs(60),
+            Some(v) => parse_seconds(&v).map_err(|e| format!("DB_BACKUP_STOP_GRACE: {e}"))?,
+        };
+        let zone = zone_from(get("TZ").as_deref())?;
+        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, zone })
+    }
+}
+
+/// `90`, `90s`, `2m`.
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let v = value.trim();
+    let (number, unit) = match v.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (v.strip_suffix('s').unwrap_or(v), 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .map(|n| Duration::from_secs(n * unit))
+        .map_err(|_| format!("'{value}' is not a duration; expected seconds such as 60, 60s or 2m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.root, PathBuf::from("/backup"));
+        assert_eq!(s.gzip_level, 6);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert!(settings(&[("DB_BACKUP_GZIP_LEVEL", "11")]).unwrap_err().contains("DB_BACKUP_GZIP_LEVEL"));
+        assert!(settings(&[("DB_BACKUP_ROOT", "backup")]).unwrap_err().contains("DB_BACKUP_ROOT"));
+        assert!(settings(&[("DB_BACKUP_SCHEDULE", "soon")]).unwrap_err().contains("DB_BACKUP_SCHEDULE"));
+        assert!(settings(&[("DB_BACKUP_MAX_CONCURRENT", "0")]).unwrap_err().contains("DB_BACKUP_MAX_CONCURRENT"));
+        assert!(settings(&[("DB_BACKUP_STOP_GRACE", "soon")]).unwrap_err().contains("DB_BACKUP_STOP_GRACE"));
+        assert!(settings(&[("TZ", "Nowhere/Land")]).unwrap_err().contains("TZ"));
+    }
+
+    #[test]
+    fn daemon_settings() {
+        let s = settings(&[("DB_BACKUP_STOP_GRACE", "2m"), ("DB_BACKUP_MAX_CONCURRENT", "3"), ("TZ", "Europe/Paris")])
+            .unwrap();
+        assert_eq!(s.stop_grace, Duration::from_secs(120));
+        assert_eq!(s.max_concurrent, 3);
+        assert_eq!(s.zone, chrono_tz::Europe::Paris);
+        assert_eq!(settings(&[]).unwrap().stop_grace, Duration::from_secs(60));
+    }
+}

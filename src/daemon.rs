@@ -1,0 +1,428 @@
+//! `db-backup run`: the daemon. Discovery (Docker events, then a re-list to reconcile), one task
+//! per labeled container sleeping until its next cron time, a semaphore bounding concurrent
+//! backups, the status file, and graceful shutdown.
+//!
+//! Ordering: the container list is read first and the event subscription then asks the engine to
+//! replay everything since just before that list (`since=`), so a container that starts in
+//! between is seen either way. Every event leads to a re-list, which makes reconciling
+//! idempotent and also settles duplicate service names across containers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::discovery::{validate, Discovered};
+use crate::docker::Docker;
+use crate::job::{backup, BackupError};
+use crate::labels::BackupSpec;
+use crate::scheduler::next_run;
+use crate::shutdown::Shutdown;
+use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
+use crate::store::{Store, PARTIAL_SUFFIX};
+
+/// Longest single sleep: schedules are re-evaluated at least this often, so a wall-clock change
+/// (NTP step, suspended host) never leaves a service waiting on a stale instant.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+struct Ctx {
+    settings: Settings,
+    store: Store,
+    docker: Docker,
+    shutdown: Shutdown,
+    permits: Semaphore,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    status: DaemonStatus,
+    /// Keyed by container id.
+    tasks: HashMap<String, Task>,
+    /// Services whose start-up backup has been taken by this process.
+    started_up: HashSet<String>,
+    /// Problems already logged, so a re-list does not repeat them.
+    logged_problems: HashSet<String>,
+}
+
+struct Task {
+    /// Changes when the container's labels change.
+    key: String,
+    cancel: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs until shutdown. Returns once running backups have finished or been aborted.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = Store::new(&settings.root);
+    std::fs::create_dir_all(store.root())
+        .map_err(|e| anyhow::anyhow!("cannot create the backup root {}: {e}", store.root().display()))?;
+    remove_stale_partials(&store);
+    let Some(docker) = connect(&shutdown).await else {
+        return Ok(());
+    };
+    let ctx = Arc::new(Ctx {
+        permits: Semaphore::new(settings.max_concurrent),
+        settings,
+        store,
+        docker,
+        shutdown: shutdown.clone(),
+        state: Mutex::new(State::default()),
+    });
+    ctx.update_status(|s| {
+        s.pid = std::process::id();
+        s.started_at = Some(Utc::now());
+        s.engine_connected = true;
+    });
+    tracing::info!(
+        root = %ctx.store.root().display(),
+        max_concurrent = ctx.settings.max_concurrent,
+        zone = %ctx.settings.zone,
+        "db-backup daemon started"
+    );
+
+    watch_containers(&ctx).await;
+
+    tracing::info!("shutting down: no new backups");
+    let tasks: Vec<Task> = ctx.lock().tasks.drain().map(|(_, t)| t).collect();
+    for task in &tasks {
+        let _ = task.cancel.send(true);
+    }
+    for task in tasks {
+        let _ = task.handle.await;
+    }
+    ctx.update_status(|s| s.services.iter_mut().for_each(|svc| svc.next_run = None));
+    tracing::info!("db-backup daemon stopped");
+    Ok(())
+}
+
+/// Connects, retrying with backoff; logs once per outage. None if shutdown came first.
+async fn connect(shutdown: &Shutdown) -> Option<Docker> {
+    let mut delay = Duration::from_millis(500);
+    let mut logged = false;
+    loop {
+        match Docker::connect().await {
+            Ok(docker) => {
+                if logged {
+                    tracing::info!("connected to the Docker Engine");
+                }
+                return Some(docker);
+            }
+            Err(e) => {
+                if !logged {
+                    tracing::error!("{e}; retrying until it answers");
+                    logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.draining() => return None,
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Lists and follows containers until shutdown, reconnecting whenever the engine goes away.
+async fn watch_containers(ctx: &Arc<Ctx>) {
+    let mut since = epoch_seconds(Utc::now() - chrono::Duration::seconds(2));
+    loop {
+        let listed = reconcile(ctx).await;
+        if listed {
+            let mut events = Box::pin(ctx.docker.container_events(&since));
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.draining() => return,
+                    event = events.next() => match event {
+                        Some(Ok(nanos)) => {
+                            since = format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+                            reconcile(ctx).await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!("lost the Docker Engine's event stream: {e}; reconnecting");
+                            break;
+                        }
+                        None => {
+                            tracing::error!("the Docker Engine closed its event stream; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        ctx.update_status(|s| s.engine_connected = false);
+        if !wait_for_engine(ctx).await {
+            return;
+        }
+        ctx.update_status(|s| s.engine_connected = true);
+    }
+}
+
+/// Backs off until the engine answers again. False if shutdown came first.
+async fn wait_for_engine(ctx: &Ctx) -> bool {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.shutdown.draining() => return false,
+        }
+        if ctx.docker.ping().await.is_ok() {
+            tracing::info!(
+                "the Docker Engine answers again after {:.1}s; re-listing containers",
+                started.elapsed().as_secs_f64()
+            );
+            return true;
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Brings the tasks in line with the running labeled containers. False if the list failed.
+async fn reconcile(ctx: &Arc<Ctx>) -> bool {
+    let containers = match ctx.docker.labeled_containers(false).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot list containers: {e}");
+            return false;
+        }
+    };
+    let running: Vec<_> = containers.into_iter().filter(|c| c.running).collect();
+    let found = validate(&running, &ctx.settings.defaults);
+    apply(ctx, found);
+    true
+}
+
+fn apply(ctx: &Arc<Ctx>, found: Discovered) {
+    let mut state = ctx.lock();
+    for problem in &found.problems {
+        let line = problem.to_string();
+        if state.logged_problems.insert(line.clone()) {
+            tracing::error!("{line}");
+        }
+    }
+    state.status.problems = found.problems.iter().map(|p| p.to_string()).collect();
+
+    let wanted: BTreeMap<String, BackupSpec> = found.specs.into_iter().map(|s| (s.container.id.clone(), s)).collect();
+    let gone: Vec<String> = state
+        .tasks
+        .iter()
+        .filter(|(id, task)| wanted.get(*id).is_none_or(|spec| spec_key(spec) != task.key))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        if let Some(task) = state.tasks.remove(&id) {
+            let _ = task.cancel.send(true);
+            tracing::info!(container = %short(&id), "container gone or relabeled: its schedule is dropped");
+        }
+    }
+    for (id, spec) in wanted {
+        if state.tasks.contains_key(&id) {
+            continue;
+        }
+        let startup = spec.on_startup && state.started_up.insert(spec.service.to_string());
+        let (cancel, cancelled) = watch::channel(false);
+        tracing::info!(
+            service = %spec.service,
+            container = %spec.container.name,
+            engine = %spec.engine,
+            schedule = %spec.schedule,
+            on_startup = startup,
+            "scheduled"
+        );
+        upsert_service(&mut state.status, &spec);
+        let key = spec_key(&spec);
+        let handle = tokio::spawn(service_loop(ctx.clone(), spec, cancelled, startup));
+        state.tasks.insert(id, Task { key, cancel, handle });
+    }
+    drop(state);
+    ctx.write_status();
+}
+
+fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec) {
+    let entry = match status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
+        Some(e) => e,
+        None => {
+            status.services.push(ServiceStatus { service: spec.service.to_string(), ..Default::default() });
+            status.services.sort_by(|a, b| a.service.cmp(&b.service));
+            status.services.iter_mut().find(|s| s.service == spec.service.as_str()).expect("just inserted")
+        }
+    };
+    entry.container = spec.container.name.clone();
+    entry.container_id = spec.container.id.clone();
+    entry.engine = spec.engine.to_string();
+    entry.schedule = spec.schedule.to_string();
+    entry.next_run = None;
+}
+
+/// One container's life in the daemon: an optional start-up backup, then one backup per cron
+/// time, until the container goes away or shutdown begins.
+async fn service_loop(ctx: Arc<Ctx>, spec: BackupSpec, mut cancelled: watch::Receiver<bool>, startup: bool) {
+    if startup {
+        run_once(&ctx, &spec).await;
+    }
+    loop {
+        let Some(next) = next_run(&spec.schedule, ctx.settings.zone, Utc::now()) else {
+            tracing::error!(service = %spec.service, "schedule '{}' has no future run", spec.schedule);
+            return;
+        };
+        ctx.update_service(&spec, |s| s.next_run = Some(next));
+        loop {
+            let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
+                _ = cancelled.changed() => {
+                    ctx.forget_service(&spec);
+                    return;
+                }
+                _ = ctx.shutdown.draining() => return,
+            }
+        }
+        run_once(&ctx, &spec).await;
+    }
+}
+
+async fn run_once(ctx: &Ctx, spec: &BackupSpec) {
+    let permit = tokio::select! {
+        p = ctx.permits.acquire() => p,
+        _ = ctx.shutdown.draining() => return,
+    };
+    let Ok(_permit) = permit else { return };
+    let started_at = Utc::now();
+    ctx.update_service(spec, |s| s.running = true);
+    tracing::info!(service = %spec.service, container = %spec.container.name, "backup started");
+    let result = backup(&ctx.docker, &ctx.store, spec, ctx.settings.gzip_level, &ctx.shutdown).await;
+    let record = record_of(started_at, &result);
+    match &result {
+        Ok(outcome) => tracing::info!(
+            service = %spec.service,
+            archive = %outcome.archive.display(),
+            bytes_in = outcome.bytes_in,
+            bytes_out = outcome.bytes_out,
+            seconds = format!("{:.2}", outcome.duration.as_secs_f64()),
+            mb_per_s = format!("{:.1}", outcome.bytes_in as f64 / outcome.duration.as_secs_f64().max(0.001) / 1e6),
+            "backup complete"
+        ),
+        Err(e) => tracing::error!(service = %spec.service, container = %spec.container.name, "backup failed: {e}"),
+    }
+    ctx.update_service(spec, |s| {
+        s.running = false;
+        if record.ok {
+            s.successes += 1;
+        } else {
+            s.failures += 1;
+        }
+        s.last_run = Some(record);
+    });
+}
+
+fn record_of(started_at: DateTime<Utc>, result: &Result<crate::job::BackupOutcome, BackupError>) -> RunRecord {
+    let finished_at = Utc::now();
+    match result {
+        Ok(o) => RunRecord {
+            started_at,
+            finished_at,
+            ok: true,
+            detail: o.archive.display().to_string(),
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+        },
+        Err(e) => RunRecord { started_at, finished_at, ok: false, detail: e.to_string(), bytes_in: 0, bytes_out: 0 },
+    }
+}
+
+impl Ctx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind: keep going with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut DaemonStatus)) {
+        change(&mut self.lock().status);
+        self.write_status();
+    }
+
+    fn update_service(&self, spec: &BackupSpec, change: impl FnOnce(&mut ServiceStatus)) {
+        {
+            let mut state = self.lock();
+            if let Some(s) = state.status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
+                if s.container_id == spec.container.id {
+                    change(s);
+                }
+            }
+        }
+        self.write_status();
+    }
+
+    /// A removed container's service stays listed (with its history) but has no next run.
+    fn forget_service(&self, spec: &BackupSpec) {
+        let mut state = self.lock();
+        // Only if no newer container has taken the service over meanwhile.
+        if let Some(s) = state.status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
+            if s.container_id == spec.container.id {
+                s.next_run = None;
+                s.container = String::new();
+                s.container_id = String::new();
+            }
+        }
+        drop(state);
+        self.write_status();
+    }
+
+    fn write_status(&self) {
+        let mut status = self.lock().status.clone();
+        status.updated_at = Some(Utc::now());
+        if let Err(e) = status::write(self.store.root(), &status) {
+            tracing::warn!("cannot write the status file under {}: {e}", self.store.root().display());
+        }
+    }
+}
+
+fn spec_key(spec: &BackupSpec) -> String {
+    format!("{spec:?}")
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn epoch_seconds(t: DateTime<Utc>) -> String {
+    format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
+}
+
+/// Partial archives left by a crash are removed at start, unless a live process (a manual
+/// backup) holds that service's lock.
+fn remove_stale_partials(store: &Store) {
+    let Ok(services) = store.services() else { return };
+    for service in services {
+        let dir = store.root().join(&service);
+        let lock = match crate::lock::ServiceLock::try_acquire(&dir, &service) {
+            Ok(lock) => lock,
+            Err(_) => continue,
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(archive) = name.strip_suffix(PARTIAL_SUFFIX) {
+                if crate::store::parse_archive_name(archive).is_some() {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => {
+                            tracing::warn!("removed {}, left unfinished by an earlier run", entry.path().display())
+                        }
+                        Err(e) => tracing::error!("cannot remove stale {}: {e}", entry.path().display()),
+                    }
+                }
+            }
+        }
+        drop(lock);
+    }
+}

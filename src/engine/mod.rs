@@ -1,0 +1,273 @@
+//! Database engines *describe* what to run inside the database container and *judge* what came
+//! back; they never run anything themselves (that is `docker.rs`), so they are unit-testable.
+//!
+//! Every command is a POSIX `sh -c` script. Secrets are referenced as the container's own
+//! environment variables (exec inherits them) and handed to the tools through their environment
+//! (`PGPASSWORD`, `MYSQL_PWD`) or a config read from a pipe — never through argv. Non-secret
+//! parameters (database names, SQL) travel in `DBB_*` environment variables, so no value is ever
+//! spliced into shell text.
+
+pub mod mongo;
+pub mod mysql;
+pub mod postgres;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::{BackupSpec, EnvName};
+use crate::manifest::{EntryRole, Manifest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Postgres,
+    Mysql,
+    Mongo,
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(EngineKind::Postgres),
+            "mysql" | "mariadb" => Ok(EngineKind::Mysql),
+            "mongo" | "mongodb" => Ok(EngineKind::Mongo),
+            other => Err(format!("unknown engine '{other}'; expected postgres, mysql, mariadb or mongo")),
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Mysql => "mysql",
+            EngineKind::Mongo => "mongo",
+        })
+    }
+}
+
+/// A command to run in the database container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    pub argv: Vec<String>,
+    /// Extra, non-secret environment (database names, SQL text).
+    pub env: Vec<(String, String)>,
+    /// Whether the command reads data on stdin (restores).
+    pub stdin: bool,
+}
+
+impl ExecCommand {
+    pub fn script(script: String) -> Self {
+        ExecCommand { argv: vec!["sh".into(), "-c".into(), script, "db-backup".into()], env: Vec::new(), stdin: false }
+    }
+
+    pub fn with_env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn with_stdin(mut self) -> Self {
+        self.stdin = true;
+        self
+    }
+
+    pub fn env_strings(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+}
+
+/// What the server told us before a dump or restore.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Probe {
+    pub server_version: String,
+    /// User databases, system ones excluded.
+    pub databases: Vec<String>,
+}
+
+/// One entry of an archive and how to produce it.
+#[derive(Debug, Clone)]
+pub struct DumpStep {
+    pub entry: String,
+    pub role: EntryRole,
+    pub command: ExecCommand,
+}
+
+/// How an entry's bytes are fed to a restore command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Streamed as they are.
+    Stream,
+    /// Read whole (small: roles and users) and rewritten to be idempotent first.
+    RewritePgGlobals,
+    RewriteMysqlUsers,
+}
+
+/// One entry of an archive and how to restore it.
+#[derive(Debug, Clone)]
+pub struct RestoreStep {
+    pub entry: String,
+    pub what: String,
+    pub feed: Feed,
+    pub command: ExecCommand,
+}
+
+/// Who to connect as: which env vars of the database container hold the user and password.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub user_env: Option<EnvName>,
+    pub password_env: Option<EnvName>,
+}
+
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+    /// Prints the server version and the databases.
+    fn probe_command(&self) -> ExecCommand;
+    fn parse_probe(&self, stdout: &[u8]) -> Result<Probe, String>;
+    /// The dumps making up one archive, in restore order.
+    fn dump_steps(&self, probe: &Probe, selected: Option<&[String]>) -> Result<Vec<DumpStep>, String>;
+    /// Whether a dump's last bytes carry the tool's completeness trailer.
+    fn check_complete(&self, role: &EntryRole, tail: &[u8]) -> Result<(), String>;
+    /// The commands that bring back every entry of `manifest`, in archive order.
+    fn restore_steps(&self, manifest: &Manifest, target: &Probe) -> Result<Vec<RestoreStep>, String>;
+}
+
+pub fn engine_for(kind: EngineKind, credentials: Credentials) -> Box<dyn Engine> {
+    match kind {
+        EngineKind::Postgres => Box::new(postgres::Postgres::new(credentials)),
+        EngineKind::Mysql => Box::new(mysql::Mysql::new(credentials)),
+        EngineKind::Mongo => Box::new(mongo::Mongo::new(credentials)),
+    }
+}
+
+pub fn engine_for_spec(spec: &BackupSpec) -> Box<dyn Engine> {
+    engine_for(spec.engine, Credentials { user_env: spec.user_env.clone(), password_env: spec.password_env.clone() })
+}
+
+/// Shell function `dbb_env NAME`: sets `$dbb_out` to `$NAME`, else to the contents of the file
+/// named by `$NAME_FILE` (trailing newlines dropped, as the official images do); returns 1 if
+/// neither is set. It runs in the script's own shell (no `$(...)`), so its `exit` ends the script.
+/// NAME is always a validated identifier, so `eval` only ever sees `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) const SH_PRELUDE: &str = r#"set -eu
+dbb_env() {
+  eval "dbb_v=\${$1-}"
+  eval "dbb_f=\${$1_FILE-}"
+  if [ -n "$dbb_v" ]; then dbb_out=$dbb_v; return 0; fi
+  if [ -n "$dbb_f" ]; then
+    if [ ! -r "$dbb_f" ]; then echo "db-backup: $1_FILE names $dbb_f, which cannot be read" >&2; exit 65; fi
+    dbb_out=$(cat "$dbb_f"); return 0
+  fi
+  return 1
+}
+dbb_need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "db-backup: $1 not found in the container's PATH" >&2; exit 127; }
+}
+"#;
+
+/// Shell lines that set `$var` from the first of `names` that is set (or its `_FILE`), else
+/// run `otherwise` (a default assignment, or an error naming every variable looked for).
+pub(crate) fn sh_first_of(var: &str, names: &[&str], otherwise: Otherwise<'_>) -> String {
+    let mut s = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let kw = if i == 0 { "if" } else { "elif" };
+        s.push_str(&format!("{kw} dbb_env {name}; then {var}=$dbb_out\n"));
+    }
+    let looked: Vec<String> = names.iter().map(|n| format!("{n}, {n}_FILE")).collect();
+    match otherwise {
+        Otherwise::Default(value) => s.push_str(&format!("else {var}='{value}'\n")),
+        Otherwise::Unset => s.push_str(&format!("else {var}=\n")),
+        Otherwise::Fail(why) => s.push_str(&format!(
+            "else echo \"db-backup: no {why} in the container: none of {} is set\" >&2; exit 64\n",
+            looked.join(", ")
+        )),
+    }
+    s.push_str("fi\n");
+    s
+}
+
+pub(crate) enum Otherwise<'a> {
+    Default(&'a str),
+    Unset,
+    Fail(&'a str),
+}
+
+/// The last non-blank line of a dump tail, as text.
+pub(crate) fn lines_of(tail: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(tail).lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+/// File-name-safe form of a database name for an archive entry (the manifest keeps the real name).
+pub fn entry_safe(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.starts_with('.') {
+        out.replace_range(0..1, "%2E");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_names_parse() {
+        assert_eq!("mariadb".parse::<EngineKind>(), Ok(EngineKind::Mysql));
+        assert_eq!("PostgreSQL".parse::<EngineKind>(), Ok(EngineKind::Postgres));
+        assert!("oracle".parse::<EngineKind>().unwrap_err().contains("expected postgres"));
+    }
+
+    #[test]
+    fn entry_names_are_safe() {
+        assert_eq!(entry_safe("app"), "app");
+        assert_eq!(entry_safe("a b/c"), "a%20b%2Fc");
+        assert_eq!(entry_safe(".."), "%2E.");
+        assert_eq!(entry_safe("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn first_of_names_every_variable_when_missing() {
+        let s = sh_first_of("P", &["A", "B"], Otherwise::Fail("password"));
+        assert!(s.contains("if dbb_env A; then P=$dbb_out\nelif dbb_env B; then P=$dbb_out\n"));
+        assert!(s.contains("none of A, A_FILE, B, B_FILE is set"));
+    }
+
+    /// The prelude and credential lines are real shell: run them with sh.
+    #[test]
+    fn prelude_reads_variables_and_files_without_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let script = format!(
+            "{SH_PRELUDE}{}{}printf '%s|%s' \"$X\" \"$Y\"",
+            sh_first_of("X", &["DBB_T_A", "DBB_T_B"], Otherwise::Fail("user")),
+            sh_first_of("Y", &["DBB_T_C"], Otherwise::Default("dflt")),
+        );
+        let run = |envs: &[(&str, &str)]| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(&script).env_clear();
+            for (k, v) in envs {
+                cmd.env(k, v);
+            }
+            cmd.output().unwrap()
+        };
+        let out = run(&[("DBB_T_B_FILE", file.to_str().unwrap())]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from-file|dflt");
+        let out = run(&[("DBB_T_A", "va"), ("DBB_T_C", "vc")]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "va|vc");
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("none of DBB_T_A, DBB_T_A_FILE, DBB_T_B, DBB_T_B_FILE"));
+        let out = run(&[("DBB_T_A_FILE", "/nonexistent/x")]);
+        assert_eq!(out.status.code(), Some(65));
+    }
+}

@@ -1,0 +1,368 @@
+//! One backup run, step by step:
+//! probe the server → plan the dumps → stream each dump from `docker exec` into the archive
+//! (checking exit code and completeness trailer) → add the manifest → fsync → rename into place.
+//! Any failure removes the `.partial` file; earlier archives are never touched.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
+use crate::docker::{Docker, DockerError};
+use crate::engine::{engine_for_spec, Engine, Probe};
+use crate::labels::BackupSpec;
+use crate::lock::{LockError, ServiceLock};
+use crate::manifest::{ArchiveKind, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use crate::shutdown::Shutdown;
+use crate::store::{partial_of, sync_dir, Store};
+
+/// Chunks in flight between the engine's stream and the compressor (each up to a frame).
+const CHANNEL_CHUNKS: usize = 64;
+const PROBE_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Busy(#[from] LockError),
+    #[error("cannot connect to the {engine} server in container '{container}' (exit code {code}): {stderr}")]
+    Probe { engine: String, container: String, code: i64, stderr: String },
+    #[error("container '{container}': {message}")]
+    Plan { container: String, message: String },
+    #[error("dump of {entry} in container '{container}' failed with exit code {code}: {stderr}")]
+    DumpFailed { container: String, entry: String, code: i64, stderr: String },
+    #[error("dump of {entry} in container '{container}' is incomplete: {why}{stderr}")]
+    Incomplete { container: String, entry: String, why: String, stderr: String },
+    #[error("writing the archive failed: {0}")]
+    Archive(#[from] ArchiveError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("aborted by shutdown; the unfinished archive was removed")]
+    Aborted,
+}
+
+impl BackupError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+        let context = context.into();
+        move |source| BackupError::Io { context, source }
+    }
+}
+
+/// What a successful run produced.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub archive: PathBuf,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+    pub manifest: Manifest,
+}
+
+impl BackupOutcome {
+    pub fn summary(&self) -> String {
+        let secs = self.duration.as_secs_f64().max(0.001);
+        format!(
+            "service {}: wrote {} ({} databases, {} dumped, {} compressed, {:.1}s, {:.1} MB/s)",
+            self.manifest.service,
+            self.archive.display(),
+            self.manifest.databases.len(),
+            human_bytes(self.bytes_in),
+            human_bytes(self.bytes_out),
+            secs,
+            self.bytes_in as f64 / secs / 1e6
+        )
+    }
+}
+
+/// Takes the service's lock, then backs it up.
+pub async fn backup(
+    docker: &Docker,
+    store: &Store,
+    spec: &BackupSpec,
+    level: u32,
+    shutdown: &Shutdown,
+) -> Result<BackupOutcome, BackupError> {
+    let dir = store
+        .service_dir(&spec.service)
+        .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
+    let _lock = ServiceLock::try_acquire(&dir, spec.service.as_str())?;
+    backup_locked(docker, store, spec, ArchiveKind::Backup, level, shutdown).await
+}
+
+/// Backs up with the service's lock already held by the caller (restore takes a safety backup).
+/// When `shutdown` reaches abort, the dump is stopped and the partial file removed.
+pub async fn backup_locked(
+    docker: &Docker,
+    store: &Store,
+    spec: &BackupSpec,
+    kind: ArchiveKind,
+    level: u32,
+    shutdown: &Shutdown,
+) -> Result<BackupOutcome, BackupError> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let engine = engine_for_spec(spec);
+    let probe = probe(docker, spec, engine.as_ref()).await?;
+    let steps = engine
+        .dump_steps(&probe, spec.databases.as_deref())
+        .map_err(|message| BackupError::Plan { container: spec.container.name.clone(), message })?;
+
+    let dir = store.service_dir(&spec.service).map_err(BackupError::io("creating the service directory"))?;
+    let archive = Store::new_archive_path(&dir, kind, started_at);
+    let partial = partial_of(&archive);
+    let writer = ArchiveWriter::create(&partial, level)?;
+    let sink = ArchiveSink::start(writer);
+    let work = async {
+        let mut entries = Vec::new();
+        let mut bytes_in = 0;
+        for step in &steps {
+            tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
+            let (status, info, tail) = sink
+                .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx))
+                .await?;
+            let status = status?;
+            if status.exit_code != 0 {
+                return Err(BackupError::DumpFailed {
+                    container: spec.container.name.clone(),
+                    entry: step.entry.clone(),
+                    code: status.exit_code,
+                    stderr: quote_stderr(&status.stderr.text()),
+                });
+            }
+            engine.check_complete(&step.role, &tail).map_err(|why| BackupError::Incomplete {
+                container: spec.container.name.clone(),
+                entry: step.entry.clone(),
+                why,
+                stderr: match status.stderr.text() {
+                    s if s.is_empty() => String::new(),
+                    s => format!("; the tool said: {}", quote_stderr(&s)),
+                },
+            })?;
+            bytes_in += info.size;
+            entries.push(ManifestEntry {
+                name: info.name,
+                role: step.role.clone(),
+                size: info.size,
+                sha256: info.sha256,
+            });
+        }
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            db_backup_version: env!("CARGO_PKG_VERSION").to_string(),
+            kind,
+            service: spec.service.to_string(),
+            engine: spec.engine,
+            server_version: probe.server_version.clone(),
+            container: SourceContainer {
+                name: spec.container.name.clone(),
+                id: spec.container.id.clone(),
+                image: spec.container.image.clone(),
+            },
+            databases: steps
+                .iter()
+                .filter_map(|s| match &s.role {
+                    crate::manifest::EntryRole::Database { database } => Some(database.clone()),
+                    _ => None,
+                })
+                .collect(),
+            started_at,
+            finished_at: Utc::now(),
+            entries,
+        };
+        let bytes_out = sink.finish(manifest.to_json()).await?;
+        Ok((manifest, bytes_in, bytes_out))
+    };
+    // Dropping `work` drops the exec stream, which makes the engine kill the dump.
+    let result = tokio::select! {
+        r = work => r,
+        _ = shutdown.aborted() => Err(BackupError::Aborted),
+    };
+
+    match result {
+        Ok((manifest, bytes_in, bytes_out)) => {
+            std::fs::rename(&partial, &archive).map_err(BackupError::io(format!("renaming {}", partial.display())))?;
+            sync_dir(&dir).map_err(BackupError::io(format!("syncing {}", dir.display())))?;
+            Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
+        }
+        Err(e) => {
+            if let Err(rm) = std::fs::remove_file(&partial) {
+                if rm.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("could not remove {}: {rm}", partial.display());
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Asks the server for its version and databases; also proves the credentials work.
+pub async fn probe(docker: &Docker, spec: &BackupSpec, engine: &dyn Engine) -> Result<Probe, BackupError> {
+    probe_container(docker, &spec.container, engine).await
+}
+
+pub async fn probe_container(
+    docker: &Docker,
+    container: &crate::labels::ContainerRef,
+    engine: &dyn Engine,
+) -> Result<Probe, BackupError> {
+    let (status, stdout) = docker.run_capture(container, &engine.probe_command(), PROBE_OUTPUT_LIMIT).await?;
+    let failed = |stderr: String| BackupError::Probe {
+        engine: engine.kind().to_string(),
+        container: container.name.clone(),
+        code: status.exit_code,
+        stderr,
+    };
+    if status.exit_code != 0 {
+        return Err(failed(quote_stderr(&status.stderr.text())));
+    }
+    engine.parse_probe(&stdout).map_err(failed)
+}
+
+/// The tool's own last words, bounded; empty output said so.
+pub fn quote_stderr(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return "(no error output)".into();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(8);
+    lines[start..].join(" | ")
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The archive writer on a blocking thread, fed through bounded channels so that reading the
+/// engine's stream never waits on disk or compression for long.
+struct ArchiveSink {
+    commands: mpsc::Sender<SinkCommand>,
+    thread: tokio::task::JoinHandle<Result<u64, ArchiveError>>,
+}
+
+type EntryReply = oneshot::Sender<Result<(EntryInfo, Vec<u8>), ArchiveError>>;
+
+enum SinkCommand {
+    Entry { name: String, data: mpsc::Receiver<Bytes>, reply: EntryReply },
+    Finish { manifest: Vec<u8> },
+}
+
+impl ArchiveSink {
+    fn start(writer: ArchiveWriter) -> Self {
+        let (commands, rx) = mpsc::channel(1);
+        let thread = tokio::task::spawn_blocking(move || write_archive(writer, rx));
+        ArchiveSink { commands, thread }
+    }
+
+    /// Streams one entry: `produce` gets the data sender and its result is returned with the
+    /// entry's info and tail once the writer has finished the entry.
+    async fn stream_entry<F, Fut, T>(&self, name: &str, produce: F) -> Result<(T, EntryInfo, Vec<u8>), BackupError>
+    where
+        F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let (tx, data) = mpsc::channel(CHANNEL_CHUNKS);
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(SinkCommand::Entry { name: name.to_string(), data, reply }).await.is_err() {
+            return Err(self.writer_gone().await);
+        }
+        let produced = produce(tx).await;
+        match answer.await {
+            Ok(Ok((info, tail))) => Ok((produced, info, tail)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(self.writer_gone().await),
+        }
+    }
+
+    async fn finish(self, manifest: Vec<u8>) -> Result<u64, BackupError> {
+        let sent = self.commands.send(SinkCommand::Finish { manifest }).await;
+        drop(self.commands);
+        let joined = self.thread.await.map_err(|e| BackupError::Io {
+            context: "the archive writer thread".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        match (sent, joined) {
+            (_, Err(e)) => Err(e.into()),
+            (Err(_), Ok(_)) => Err(BackupError::Io {
+                context: "the archive writer".into(),
+                source: std::io::Error::other("stopped before the manifest was written"),
+            }),
+            (Ok(()), Ok(size)) => Ok(size),
+        }
+    }
+
+    async fn writer_gone(&self) -> BackupError {
+        BackupError::Io {
+            context: "the archive writer".into(),
+            source: std::io::Error::other("stopped unexpectedly; see the error logged before"),
+        }
+    }
+}
+
+fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCommand>) -> Result<u64, ArchiveError> {
+    use std::io::Write;
+    let mtime = Utc::now().timestamp().max(0) as u64;
+    while let Some(command) = commands.blocking_recv() {
+        match command {
+            SinkCommand::Entry { name, mut data, reply } => {
+                let written = (|| {
+                    let mut entry = writer.begin_entry(&name, mtime)?;
+                    while let Some(chunk) = data.blocking_recv() {
+                        entry.write_all(&chunk).map_err(|source| ArchiveError::Io {
+                            context: format!("writing entry '{name}'"),
+                            source,
+                        })?;
+                    }
+                    entry.finish()
+                })();
+                let failed = written.is_err();
+                // Dropping `data` on failure makes the producer see a closed channel and stop the dump.
+                drop(data);
+                let _ = reply.send(written);
+                if failed {
+                    return Err(ArchiveError::Unusable(name));
+                }
+            }
+            SinkCommand::Finish { manifest } => {
+                writer.append_bytes(MANIFEST_NAME, mtime, &manifest)?;
+                return writer.finish();
+            }
+        }
+    }
+    Err(ArchiveError::Unusable("the backup was abandoned before the manifest".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_is_quoted_briefly() {
+        assert_eq!(quote_stderr("  "), "(no error output)");
+        let long: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        let q = quote_stderr(&long);
+        assert!(q.starts_with("line 12 | ") && q.ends_with("line 19"), "{q}");
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

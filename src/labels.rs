@@ -1,0 +1,481 @@
+//! Labels → [`BackupSpec`]: the one place where raw label strings are read. Pure: no I/O.
+//!
+//! Every problem is reported at once (for `db-backup check`), each naming the container and the
+//! label, and saying what would be valid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::engine::EngineKind;
+use crate::schedule::Schedule;
+
+pub const PREFIX: &str = "db-backup.";
+const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+const KNOWN_KEYS: &[&str] = &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup"];
+const MAX_LABEL_VALUE: usize = 1024;
+
+/// Who a container is, for messages and for exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRef {
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    pub image: String,
+}
+
+impl fmt::Display for ContainerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Settings that apply when a label is absent (from the daemon's environment).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub schedule: Schedule,
+    pub on_startup: bool,
+}
+
+impl Defaults {
+    /// Reads `DB_BACKUP_SCHEDULE` and `DB_BACKUP_ON_STARTUP` values (already taken from the env).
+    pub fn from_values(schedule: Option<&str>, on_startup: Option<&str>) -> Result<Self, String> {
+        let schedule = match schedule.filter(|s| !s.trim().is_empty()) {
+            Some(s) => s.parse().map_err(|e| format!("DB_BACKUP_SCHEDULE: {e}"))?,
+            None => "@daily".parse().map_err(|e| format!("built-in schedule: {e}"))?,
+        };
+        let on_startup = match on_startup.filter(|s| !s.trim().is_empty()) {
+            Some(s) => parse_bool(s).map_err(|e| format!("DB_BACKUP_ON_STARTUP: {e}"))?,
+            None => false,
+        };
+        Ok(Defaults { schedule, on_startup })
+    }
+}
+
+/// A directory name under the backup root: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let valid_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_rest = s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if s.is_empty() {
+            return Err("empty service name; expected [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into());
+        }
+        if s.len() > 64 || !valid_first || !valid_rest {
+            return Err(format!(
+                "'{}' is not a valid service name; expected [A-Za-z0-9][A-Za-z0-9._-]{{0,63}} \
+                 (a letter or digit first, at most 64 characters, no slashes)",
+                s.escape_debug()
+            ));
+        }
+        Ok(ServiceName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of an environment variable inside the database container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || s.len() > 128 {
+            return Err(format!(
+                "'{}' is not an environment variable name; expected [A-Za-z_][A-Za-z0-9_]*",
+                s.escape_debug()
+            ));
+        }
+        Ok(EnvName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Everything needed to back up one container, validated.
+#[derive(Debug, Clone)]
+pub struct BackupSpec {
+    pub container: ContainerRef,
+    pub service: ServiceName,
+    pub engine: EngineKind,
+    pub schedule: Schedule,
+    /// `None`: every database the server has.
+    pub databases: Option<Vec<String>>,
+    pub user_env: Option<EnvName>,
+    pub password_env: Option<EnvName>,
+    pub on_startup: bool,
+}
+
+/// One problem with one label of one container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("container '{container}': label '{label}': {message}")]
+pub struct LabelError {
+    pub container: String,
+    pub label: String,
+    pub message: String,
+}
+
+/// True when the container carries any label under our prefix (so `check` looks at it).
+pub fn mentions_us(labels: &HashMap<String, String>) -> bool {
+    labels.keys().any(|k| k.starts_with(PREFIX))
+}
+
+/// Validates a container's labels into a spec, or lists every problem found.
+pub fn parse(
+    container: &ContainerRef,
+    labels: &HashMap<String, String>,
+    defaults: &Defaults,
+) -> Result<BackupSpec, Vec<LabelError>> {
+    let mut errors = Vec::new();
+    let err = |label: &str, message: String| LabelError {
+        container: container.name.clone(),
+        label: label.to_string(),
+        message,
+    };
+    let ours: BTreeMap<&str, &str> =
+        labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|key| (key, v.as_str()))).collect();
+
+    for (key, value) in &ours {
+        if !KNOWN_KEYS.contains(key) {
+            errors.push(err(&format!("{PREFIX}{key}"), format!("unknown label; known labels are {}", known_labels())));
+        } else if value.trim().is_empty() {
+            errors.push(err(&format!("{PREFIX}{key}"), "empty value".into()));
+        } else if value.len() > MAX_LABEL_VALUE {
+            errors.push(err(
+                &format!("{PREFIX}{key}"),
+                format!("value is {} bytes long; at most {MAX_LABEL_VALUE} allowed", value.len()),
+            ));
+        } else if value.contains('\u{FFFD}') || value.chars().any(|c| c.is_control()) {
+            errors.push(err(&format!("{PREFIX}{key}"), "value contains control characters or invalid UTF-8".into()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let label = |key: &str| ours.get(key).map(|v| v.trim());
+    let engine = match label("type") {
+        None => {
+            errors.push(err(
+                &format!("{PREFIX}type"),
+                "missing; other db-backup labels are set but the engine is not: \
+                 set it to postgres, mysql, mariadb or mongo"
+                    .into(),
+            ));
+            None
+        }
+        Some(v) => v.parse::<EngineKind>().map_err(|e| errors.push(err(&format!("{PREFIX}type"), e))).ok(),
+    };
+    let service = match label("service") {
+        Some(v) => ServiceName::parse(v).map_err(|e| errors.push(err(&format!("{PREFIX}service"), e))),
+        None => default_service_name(container, labels).map_err(|e| {
+            errors.push(err(
+                &format!("{PREFIX}service"),
+                format!("not set, and the default does not work: {e}; set {PREFIX}service"),
+            ))
+        }),
+    };
+    let schedule = match label("schedule") {
+        Some(v) => v.parse::<Schedule>().map_err(|e| errors.push(err(&format!("{PREFIX}schedule"), e))).ok(),
+        None => Some(defaults.schedule.clone()),
+    };
+    let databases = match label("databases") {
+        Some(v) => parse_databases(v).map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}databases"), e))).ok(),
+        None => Some(None),
+    };
+    let user_env = parse_env_label(label("user-env"), "user-env", &mut errors, &err);
+    let password_env = parse_env_label(label("password-env"), "password-env", &mut errors, &err);
+    let on_startup = match label("on-startup") {
+        Some(v) => parse_bool(v).map_err(|e| errors.push(err(&format!("{PREFIX}on-startup"), e))).ok(),
+        None => Some(defaults.on_startup),
+    };
+
+    match (engine, service, schedule, databases, user_env, password_env, on_startup) {
+        (
+            Some(engine),
+            Ok(service),
+            Some(schedule),
+            Some(databases),
+            Some(user_env),
+            Some(password_env),
+            Some(on_startup),
+        ) if errors.is_empty() => Ok(BackupSpec {
+            container: container.clone(),
+            service,
+            engine,
+            schedule,
+            databases,
+            user_env,
+            password_env,
+            on_startup,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn known_labels() -> String {
+    KNOWN_KEYS.iter().map(|k| format!("{PREFIX}{k}")).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_env_label(
+    value: Option<&str>,
+    key: &str,
+    errors: &mut Vec<LabelError>,
+    err: &dyn Fn(&str, String) -> LabelError,
+) -> Option<Option<EnvName>> {
+    match value {
+        None => Some(None),
+        Some(v) => match EnvName::parse(v) {
+            Ok(name) => Some(Some(name)),
+            Err(e) => {
+                errors.push(err(&format!("{PREFIX}{key}"), e));
+                None
+            }
+        },
+    }
+}
+
+fn default_service_name(container: &ContainerRef, labels: &HashMap<String, String>) -> Result<ServiceName, String> {
+    match labels.get(SWARM_SERVICE_LABEL) {
+        Some(swarm) => ServiceName::parse(swarm),
+        None => ServiceName::parse(&container.name),
+    }
+}
+
+/// Database names, comma-separated. Names are passed to the tools through environment variables,
+/// never through a shell, so only what would break a listing is refused.
+fn parse_databases(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for raw in value.split(',') {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(format!(
+                "'{value}' has an empty database name; expected a comma-separated list such as app,crm"
+            ));
+        }
+        if name.len() > 64 {
+            return Err(format!("database name '{name}' is longer than 64 characters"));
+        }
+        if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+            return Err(format!("database name '{name}' contains '/', '\\' or is a dot name"));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(format!("database '{name}' is listed twice"));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not a boolean; expected true or false")),
+    }
+}
+
+/// Two running containers that claim one service directory: both are refused, each error naming
+/// both containers (one's retention could otherwise delete the other's archives).
+pub fn reject_duplicate_services(specs: Vec<BackupSpec>) -> (Vec<BackupSpec>, Vec<LabelError>) {
+    let mut by_service: BTreeMap<ServiceName, Vec<BackupSpec>> = BTreeMap::new();
+    for spec in specs {
+        by_service.entry(spec.service.clone()).or_default().push(spec);
+    }
+    let mut unique = Vec::new();
+    let mut errors = Vec::new();
+    for (service, group) in by_service {
+        if group.len() == 1 {
+            unique.extend(group);
+            continue;
+        }
+        let names: Vec<&str> = group.iter().map(|s| s.container.name.as_str()).collect();
+        for spec in &group {
+            errors.push(LabelError {
+                container: spec.container.name.clone(),
+                label: format!("{PREFIX}service"),
+                message: format!(
+                    "service name '{service}' is claimed by several containers ({}); backups of \
+                     all of them are refused until each has its own {PREFIX}service",
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    (unique, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str) -> ContainerRef {
+        ContainerRef { id: format!("id-{name}"), name: name.into(), image: "postgres:16".into() }
+    }
+
+    fn defaults() -> Defaults {
+        Defaults::from_values(None, None).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn errors_for(pairs: &[(&str, &str)]) -> Vec<LabelError> {
+        parse(&container("db1"), &labels(pairs), &defaults()).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_labels_use_defaults() {
+        let spec = parse(&container("db1"), &labels(&[("db-backup.type", "postgres")]), &defaults()).unwrap();
+        assert_eq!(spec.engine, EngineKind::Postgres);
+        assert_eq!(spec.service.as_str(), "db1");
+        assert_eq!(spec.schedule.as_str(), "@daily");
+        assert_eq!(spec.databases, None);
+        assert!(!spec.on_startup);
+    }
+
+    #[test]
+    fn every_label_is_read() {
+        let spec = parse(
+            &container("db1"),
+            &labels(&[
+                ("db-backup.type", "mariadb"),
+                ("db-backup.service", "crm.db"),
+                ("db-backup.schedule", "0 3 * * *"),
+                ("db-backup.databases", "app, crm"),
+                ("db-backup.user-env", "DB_USER"),
+                ("db-backup.password-env", "DB_PASS"),
+                ("db-backup.on-startup", "true"),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(spec.engine, EngineKind::Mysql);
+        assert_eq!(spec.service.as_str(), "crm.db");
+        assert_eq!(spec.databases, Some(vec!["app".to_string(), "crm".to_string()]));
+        assert_eq!(spec.user_env.unwrap().as_str(), "DB_USER");
+        assert_eq!(spec.password_env.unwrap().as_str(), "DB_PASS");
+        assert!(spec.on_startup);
+    }
+
+    #[test]
+    fn swarm_service_name_is_the_default_service() {
+        let l = labels(&[("db-backup.type", "mongo"), (SWARM_SERVICE_LABEL, "stack_db")]);
+        let spec = parse(&container("stack_db.1.abc"), &l, &defaults()).unwrap();
+        assert_eq!(spec.service.as_str(), "stack_db");
+    }
+
+    #[test]
+    fn bad_labels_name_container_label_and_valid_values() {
+        // (labels, label expected in the error, text expected in the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (&[("db-backup.type", "oracle")], "db-backup.type", "postgres"),
+            (&[("db-backup.type", "")], "db-backup.type", "empty"),
+            (&[("db-backup.schedule", "@daily")], "db-backup.type", "missing"),
+            (&[("db-backup.type", "postgres"), ("db-backup.schedule", "every day")], "db-backup.schedule", "fields"),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.schedule", "61 * * * *")],
+                "db-backup.schedule",
+                "not a valid",
+            ),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.service", "../etc")],
+                "db-backup.service",
+                "not a valid service",
+            ),
+            (&[("db-backup.type", "postgres"), ("db-backup.service", "a/b")], "db-backup.service", "no slashes"),
+            (&[("db-backup.type", "postgres"), ("db-backup.service", "..")], "db-backup.service", "not a valid"),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.service", "x".repeat(65).leak())],
+                "db-backup.service",
+                "at most 64",
+            ),
+            (&[("db-backup.type", "postgres"), ("db-backup.servcie", "x")], "db-backup.servcie", "unknown label"),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.databases", "a,,b")],
+                "db-backup.databases",
+                "empty database",
+            ),
+            (&[("db-backup.type", "postgres"), ("db-backup.databases", "a,a")], "db-backup.databases", "twice"),
+            (&[("db-backup.type", "postgres"), ("db-backup.databases", "a/b")], "db-backup.databases", "'/'"),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.user-env", "1USER")],
+                "db-backup.user-env",
+                "environment variable",
+            ),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.password-env", "PASS;rm -rf /")],
+                "db-backup.password-env",
+                "environment variable",
+            ),
+            (&[("db-backup.type", "postgres"), ("db-backup.on-startup", "maybe")], "db-backup.on-startup", "boolean"),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.schedule", "x".repeat(2000).leak())],
+                "db-backup.schedule",
+                "at most 1024",
+            ),
+            (
+                &[("db-backup.type", "postgres"), ("db-backup.service", "a\u{FFFD}b")],
+                "db-backup.service",
+                "invalid UTF-8",
+            ),
+            (&[("db-backup.type", "postgres"), ("db-backup.service", "a\nb")], "db-backup.service", "control"),
+            (&[("db-backup.type", "postgres"), ("db-backup.service", "   ")], "db-backup.service", "empty"),
+        ];
+        for (pairs, label, needle) in cases {
+            let errors = errors_for(pairs);
+            assert!(
+                errors.iter().any(|e| e.label == *label && e.container == "db1" && e.message.contains(needle)),
+                "{pairs:?}: expected an error on {label} containing '{needle}', got {errors:?}"
+            );
+            let shown = errors[0].to_string();
+            assert!(shown.starts_with("container 'db1': label '"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn container_name_that_is_not_a_service_name_needs_the_label() {
+        let errors =
+            parse(&container("bad name!"), &labels(&[("db-backup.type", "postgres")]), &defaults()).unwrap_err();
+        assert!(errors[0].message.contains("set db-backup.service"), "{errors:?}");
+    }
+
+    #[test]
+    fn duplicate_services_are_refused_for_both_containers() {
+        let l = labels(&[("db-backup.type", "postgres"), ("db-backup.service", "db")]);
+        let a = parse(&container("a"), &l, &defaults()).unwrap();
+        let b = parse(&container("b"), &l, &defaults()).unwrap();
+        let c = parse(&container("c"), &labels(&[("db-backup.type", "postgres")]), &defaults()).unwrap();
+        let (ok, errors) = reject_duplicate_services(vec![a, b, c]);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].container.name, "c");
+        assert_eq!(errors.len(), 2);
+        for e in &errors {
+            assert!(e.message.contains("(a, b)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_from_environment_values() {
+        let d = Defaults::from_values(Some("*/5 * * * * *"), Some("yes")).unwrap();
+        assert_eq!(d.schedule.as_str(), "*/5 * * * * *");
+        assert!(d.on_startup);
+        assert!(Defaults::from_values(Some("nope"), None).unwrap_err().contains("DB_BACKUP_SCHEDULE"));
+        assert!(Defaults::from_values(None, Some("perhaps")).unwrap_err().contains("DB_BACKUP_ON_STARTUP"));
+    }
+}

@@ -1,0 +1,127 @@
+//! `manifest.json`, the last entry of every archive: what was dumped, from where, and the size and
+//! sha256 of every other entry, so `restore` and `verify` can prove an archive whole.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineKind;
+
+pub use crate::archive::MANIFEST_NAME;
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What an entry holds, which decides how it is restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryRole {
+    /// Cluster-wide roles and grants (PostgreSQL `pg_dumpall --globals-only`).
+    Globals,
+    /// Users and grants (MySQL/MariaDB).
+    Users,
+    /// One database, created by its own dump.
+    Database { database: String },
+    /// Every database in one tool archive (MongoDB `mongodump --archive`).
+    Cluster,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub name: String,
+    #[serde(flatten)]
+    pub role: EntryRole,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveKind {
+    /// A regular backup.
+    Backup,
+    /// Taken by `restore` just before it overwrote a database.
+    Safety,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceContainer {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub db_backup_version: String,
+    pub kind: ArchiveKind,
+    pub service: String,
+    pub engine: EngineKind,
+    pub server_version: String,
+    pub container: SourceContainer,
+    pub databases: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        // A struct of strings and numbers always serialises.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("manifest.json is not valid JSON: {e}"))?;
+        let format = value.get("format").and_then(|f| f.as_u64()).unwrap_or(0);
+        if format != u64::from(FORMAT_VERSION) {
+            return Err(format!("manifest.json has format {format}; this db-backup reads format {FORMAT_VERSION}"));
+        }
+        serde_json::from_value(value).map_err(|e| format!("manifest.json does not match format {FORMAT_VERSION}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let t = DateTime::parse_from_rfc3339("2026-11-25T03:00:00Z").unwrap().with_timezone(&Utc);
+        Manifest {
+            format: FORMAT_VERSION,
+            db_backup_version: "0.1.0".into(),
+            kind: ArchiveKind::Backup,
+            service: "db".into(),
+            engine: EngineKind::Postgres,
+            server_version: "15.14".into(),
+            container: SourceContainer { name: "db".into(), id: "abc".into(), image: "postgres:16".into() },
+            databases: vec!["app".into()],
+            started_at: t,
+            finished_at: t,
+            entries: vec![
+                ManifestEntry { name: "globals.sql".into(), role: EntryRole::Globals, size: 10, sha256: "00".into() },
+                ManifestEntry {
+                    name: "databases/app.sql".into(),
+                    role: EntryRole::Database { database: "app".into() },
+                    size: 20,
+                    sha256: "11".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let m = sample();
+        let json = m.to_json();
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"kind\": \"database\""), "{text}");
+        assert!(text.contains("\"database\": \"app\""), "{text}");
+        assert_eq!(Manifest::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn refuses_other_formats_and_garbage() {
+        assert!(Manifest::from_json(b"{\"format\": 2}").unwrap_err().contains("format 2"));
+        assert!(Manifest::from_json(b"nope").unwrap_err().contains("not valid JSON"));
+    }
+}

@@ -1,0 +1,90 @@
+//! What the daemon is doing, written to `<root>/.db-backup-status.json` after every change so
+//! that `db-backup status` (run through `docker exec`) can show it.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const STATUS_FILE: &str = ".db-backup-status.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// False while the Docker Engine cannot be reached.
+    pub engine_connected: bool,
+    pub services: Vec<ServiceStatus>,
+    /// Label problems, one line each.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub container: String,
+    /// Which container the entry describes now (a recreated one has a new id).
+    pub container_id: String,
+    pub engine: String,
+    pub schedule: String,
+    pub next_run: Option<DateTime<Utc>>,
+    pub running: bool,
+    pub last_run: Option<RunRecord>,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub ok: bool,
+    /// The archive written, or the error.
+    pub detail: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+pub fn status_path(root: &Path) -> PathBuf {
+    root.join(STATUS_FILE)
+}
+
+/// Atomic replace: readers never see half a file.
+pub fn write(root: &Path, status: &DaemonStatus) -> std::io::Result<()> {
+    let path = status_path(root);
+    let tmp = root.join(format!("{STATUS_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &path)
+}
+
+pub fn read(root: &Path) -> Result<DaemonStatus, String> {
+    let path = status_path(root);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; is the daemon (`db-backup run`) running with this DB_BACKUP_ROOT?",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a status file: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = DaemonStatus {
+            pid: 7,
+            engine_connected: true,
+            services: vec![ServiceStatus { service: "db".into(), successes: 2, ..Default::default() }],
+            ..Default::default()
+        };
+        write(dir.path(), &status).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), status);
+        assert!(read(&dir.path().join("missing")).unwrap_err().contains("is the daemon"));
+    }
+}

@@ -1,0 +1,370 @@
+//! Shared harness for the integration tests: real containers started through the Docker API
+//! (bollard), always labeled `dbb-test` and removed afterwards (leftovers of earlier runs are
+//! removed when the first test of a binary starts), and the real `db-backup` binary.
+//!
+//! The images come from `scripts/build-images.sh`; a missing image fails the test with that
+//! instruction (no silent skip).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+
+pub const PG_IMAGE: &str = "dbb-test/postgres:15";
+pub const MARIADB_IMAGE: &str = "dbb-test/mariadb:10.11";
+pub const MARIADB_NODUMP_IMAGE: &str = "dbb-test/mariadb-nodump:10.11";
+pub const BASE_IMAGE: &str = "dbb-test/base:bookworm";
+pub const DB_BACKUP_IMAGE: &str = "db-backup:test";
+pub const TEST_LABEL: &str = "dbb-test";
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build().expect("tokio runtime")
+    })
+}
+
+pub fn api() -> &'static bollard::Docker {
+    static API: OnceLock<bollard::Docker> = OnceLock::new();
+    API.get_or_init(|| {
+        let docker = bollard::Docker::connect_with_defaults().expect("docker client");
+        runtime()
+            .block_on(docker.negotiate_version())
+            .expect("the Docker Engine must be reachable for integration tests")
+    })
+}
+
+/// Fails (never skips) when an image is missing, saying how to build it; removes leftovers of
+/// earlier runs once per test binary.
+pub fn require_image(image: &str) {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    CLEANED.get_or_init(remove_leftovers);
+    if runtime().block_on(api().inspect_image(image)).is_err() {
+        panic!("test image {image} is missing: build the test images first with `scripts/build-images.sh` (see README, Tests)");
+    }
+}
+
+fn remove_leftovers() {
+    let me = std::process::id().to_string();
+    let filters = HashMap::from([("label".to_string(), vec![TEST_LABEL.to_string()])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let list = runtime().block_on(api().list_containers(Some(options))).unwrap_or_default();
+    for c in list {
+        let owner = c.labels.as_ref().and_then(|l| l.get(TEST_LABEL)).cloned().unwrap_or_default();
+        if owner != me {
+            if let Some(id) = c.id {
+                remove_container(&id);
+            }
+        }
+    }
+}
+
+fn remove_container(id: &str) {
+    let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let _ = runtime().block_on(api().remove_container(id, Some(options)));
+}
+
+/// A unique name for this test process.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// How to start a test container.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub image: String,
+    pub name: String,
+    pub env: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub binds: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// Default: `none` — test containers never need a network.
+    pub network: Option<String>,
+}
+
+impl Spec {
+    pub fn new(image: &str, name: &str) -> Self {
+        Spec { image: image.into(), name: name.into(), ..Default::default() }
+    }
+    pub fn env(mut self, kv: &str) -> Self {
+        self.env.push(kv.into());
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.labels.push((k.into(), v.into()));
+        self
+    }
+    pub fn bind(mut self, b: &str) -> Self {
+        self.binds.push(b.into());
+        self
+    }
+    pub fn cmd(mut self, cmd: &[&str]) -> Self {
+        self.cmd = Some(cmd.iter().map(|s| s.to_string()).collect());
+        self
+    }
+    pub fn entrypoint(mut self, e: &[&str]) -> Self {
+        self.entrypoint = Some(e.iter().map(|s| s.to_string()).collect());
+        self
+    }
+}
+
+/// A running container, removed (with its anonymous volumes) when dropped.
+pub struct Container {
+    pub name: String,
+    pub id: String,
+}
+
+impl Container {
+    pub fn start(spec: Spec) -> Container {
+        require_image(&spec.image);
+        let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+        labels.insert(TEST_LABEL.into(), std::process::id().to_string());
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(labels),
+            cmd: spec.cmd.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
+                binds: Some(spec.binds.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = runtime()
+            .block_on(api().create_container(Some(options), body))
+            .unwrap_or_else(|e| panic!("creating container {}: {e}", spec.name));
+        let container = Container { name: spec.name.clone(), id: created.id };
+        runtime()
+            .block_on(api().start_container(&container.id, None::<bollard::query_parameters::StartContainerOptions>))
+            .unwrap_or_else(|e| panic!("starting container {}: {e}", spec.name));
+        container
+    }
+
+    /// `sh -c script` inside the container, through the docker CLI.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("docker").args(["exec", &self.name, "sh", "-c", script]).output().expect("docker exec")
+    }
+
+    /// Like `sh`, but panics unless it succeeds; returns stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in {}: `{script}` failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `probe` succeeds inside the container (a database's readiness check).
+    pub fn wait_until(&self, probe: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.sh(probe).status.success() {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let logs =
+                    Command::new("docker").args(["logs", "--tail", "50", &self.name]).output().expect("docker logs");
+                panic!(
+                    "{} not ready after {timeout:?} (`{probe}`); logs:\n{}{}",
+                    self.name,
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = Command::new("docker").args(["stop", "-t", "1", &self.name]).output();
+    }
+
+    pub fn kill(&self) {
+        let _ = Command::new("docker").args(["kill", &self.name]).output();
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        remove_container(&self.id);
+    }
+}
+
+/// A PostgreSQL container labeled for `service`, ready for queries.
+pub fn postgres(service: &str, env: &[&str], labels: &[(&str, &str)]) -> Container {
+    let mut spec = Spec::new(PG_IMAGE, &unique(&format!("dbb-pg-{service}")))
+        .label("db-backup.type", "postgres")
+        .label("db-backup.service", service);
+    for e in env {
+        spec = spec.env(e);
+    }
+    for (k, v) in labels {
+        spec = spec.label(k, v);
+    }
+    let c = Container::start(spec);
+    c.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
+    c
+}
+
+/// A MariaDB container labeled for `service`, ready for queries.
+pub fn mariadb(image: &str, service: &str, env: &[&str], labels: &[(&str, &str)]) -> Container {
+    let mut spec = Spec::new(image, &unique(&format!("dbb-my-{service}")))
+        .label("db-backup.type", "mariadb")
+        .label("db-backup.service", service);
+    for e in env {
+        spec = spec.env(e);
+    }
+    for (k, v) in labels {
+        spec = spec.label(k, v);
+    }
+    let c = Container::start(spec);
+    c.wait_until("mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent", Duration::from_secs(90));
+    c
+}
+
+/// psql as the superuser, tuples only.
+pub fn psql(c: &Container, db: &str, sql: &str) -> String {
+    c.sh_ok(&format!("psql -X -v ON_ERROR_STOP=1 -At -U postgres -d {db} <<'DBB_SQL'\n{sql}\nDBB_SQL"))
+}
+
+/// The mariadb client as root (password from the container's own env), batch mode.
+pub fn mysql(c: &Container, sql: &str) -> String {
+    c.sh_ok(&format!(
+        "MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}}\" mariadb -uroot -N -B <<'DBB_SQL'\n{sql}\nDBB_SQL"
+    ))
+}
+
+/// A temporary backup root and the `db-backup` binary pointed at it.
+pub struct Backups {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backups {
+    pub fn new() -> Self {
+        Backups { dir: tempfile::Builder::new().prefix("dbb-root-").tempdir().expect("tempdir") }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_db-backup"));
+        cmd.args(args).env("DB_BACKUP_ROOT", self.root()).env_remove("DB_BACKUP_SCHEDULE").stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("running db-backup");
+        Run::from(out)
+    }
+
+    /// Archives (not partials, not safety backups) of a service, oldest first.
+    pub fn archives(&self, service: &str) -> Vec<PathBuf> {
+        self.files(service).into_iter().filter(|p| is_archive(p) && !name_of(p).starts_with("safety-")).collect()
+    }
+
+    pub fn safety_archives(&self, service: &str) -> Vec<PathBuf> {
+        self.files(service).into_iter().filter(|p| is_archive(p) && name_of(p).starts_with("safety-")).collect()
+    }
+
+    /// Every file in the service directory, sorted.
+    pub fn files(&self, service: &str) -> Vec<PathBuf> {
+        let dir = self.root().join(service);
+        let mut out: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect(),
+            Err(_) => Vec::new(),
+        };
+        out.sort();
+        out
+    }
+
+    /// Everything under the root as (path, bytes), to prove nothing changed.
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if name_of(&p) != ".lock" {
+                    out.push((p.clone(), std::fs::read(&p).expect("read")));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+pub fn name_of(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn is_archive(p: &Path) -> bool {
+    name_of(p).ends_with(".tar.gz")
+}
+
+/// A finished db-backup invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "db-backup failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+    pub fn failed(self) -> Self {
+        assert_ne!(self.code, 0, "db-backup should have failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// `gzip -t` and `tar -tzf` both accept the archive; returns tar's listing.
+pub fn assert_standard_tar_gz(path: &Path) -> Vec<String> {
+    let gz = Command::new("gzip").arg("-t").arg(path).output().expect("gzip");
+    assert!(gz.status.success(), "gzip -t {}: {}", path.display(), String::from_utf8_lossy(&gz.stderr));
+    let tar = Command::new("tar").arg("-tzf").arg(path).output().expect("tar");
+    assert!(tar.status.success(), "tar -tzf {}: {}", path.display(), String::from_utf8_lossy(&tar.stderr));
+    String::from_utf8_lossy(&tar.stdout).lines().map(str::to_string).collect()
+}
