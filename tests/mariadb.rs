@@ -79,7 +79,7 @@ fn round_trip(image: &str, svc: &str) {
     assert!(!run.all().contains(ROOT_PW) && !run.all().contains("app-secret-1"));
 
     mysql(&db, DAMAGE);
-    assert_ne!(mysql(&db, FINGERPRINT), before);
+    assert_eq!(mysql(&db, "SELECT COUNT(*) FROM shop.items").trim(), "3");
     // An idle client sitting in a database being restored must not stop the restore.
     let holder = Command::new("docker")
         .args([

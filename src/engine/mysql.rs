@@ -78,7 +78,7 @@ impl Engine for Mysql {
     }
 
     fn probe_command(&self) -> ExecCommand {
-        self.script("exec $dbb_client -u\"$dbb_user\" -N -B -e 'SELECT VERSION(); SHOW DATABASES'\n")
+        self.script("exec $dbb_client -u\"$dbb_user\" --default-character-set=utf8mb4 -N -B -e 'SELECT VERSION(); SHOW DATABASES'\n")
     }
 
     fn parse_probe(&self, stdout: &[u8]) -> Result<Probe, String> {
@@ -148,7 +148,7 @@ impl Engine for Mysql {
                     what: "users and grants".into(),
                     feed: Feed::RewriteMysqlUsers,
                     command: self
-                        .script("exec $dbb_client -u\"$dbb_user\" --max_allowed_packet=1G >/dev/null\n")
+                        .script("exec $dbb_client -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null\n")
                         .with_stdin(),
                 }),
                 other => return Err(format!("a mysql archive cannot hold a {other:?} entry ({})", entry.name)),
@@ -174,7 +174,7 @@ echo "-- Dump completed"
 
 const RESTORE_DATABASE: &str = r#"dbb_ids=$($dbb_client -u"$dbb_user" -N -B -e "$DBB_KILL_SQL")
 for dbb_id in $dbb_ids; do $dbb_client -u"$dbb_user" -e "KILL CONNECTION $dbb_id" 2>/dev/null || true; done
-{ printf '%s\n' "$DBB_DROP_SQL"; cat; } | $dbb_client -u"$dbb_user" --max_allowed_packet=1G >/dev/null
+{ printf '%s\n' "$DBB_DROP_SQL"; cat; } | $dbb_client -u"$dbb_user" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null
 "#;
 
 fn kill_sessions_sql(database: &str) -> String {

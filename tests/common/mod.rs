@@ -247,7 +247,7 @@ pub fn psql(c: &Container, db: &str, sql: &str) -> String {
 /// The mariadb client as root (password from the container's own env), batch mode.
 pub fn mysql(c: &Container, sql: &str) -> String {
     c.sh_ok(&format!(
-        "MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}}\" mariadb -uroot -N -B <<'DBB_SQL'\n{sql}\nDBB_SQL"
+        "MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}}\" mariadb --default-character-set=utf8mb4 -uroot -N -B <<'DBB_SQL'\n{sql}\nDBB_SQL"
     ))
 }
 
