@@ -30,6 +30,9 @@ use crate::store::{Store, PARTIAL_SUFFIX};
 /// (NTP step, suspended host) never leaves a service waiting on a stale instant.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A container seen starting is usually still initialising its database: the start-up backup
+/// waits this long for the server to accept connections before it runs (and reports) anyway.
+const STARTUP_READY_WAIT: Duration = Duration::from_secs(180);
 
 struct Ctx {
     settings: Settings,
@@ -265,6 +268,9 @@ fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec) {
 /// time, until the container goes away or shutdown begins.
 async fn service_loop(ctx: Arc<Ctx>, spec: BackupSpec, mut cancelled: watch::Receiver<bool>, startup: bool) {
     if startup {
+        if !wait_until_ready(&ctx, &spec, &mut cancelled).await {
+            return;
+        }
         run_once(&ctx, &spec).await;
     }
     loop {
@@ -288,6 +294,36 @@ async fn service_loop(ctx: Arc<Ctx>, spec: BackupSpec, mut cancelled: watch::Rec
             }
         }
         run_once(&ctx, &spec).await;
+    }
+}
+
+/// Probes the server until it answers (or the wait is over). False if the container went away or
+/// shutdown began meanwhile.
+async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::Receiver<bool>) -> bool {
+    let deadline = std::time::Instant::now() + STARTUP_READY_WAIT;
+    let engine = crate::engine::engine_for_spec(spec);
+    let mut delay = Duration::from_millis(500);
+    let mut logged = false;
+    loop {
+        match crate::job::probe(&ctx.docker, spec, engine.as_ref()).await {
+            Ok(_) => return true,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                tracing::warn!(service = %spec.service, "server still not answering after {}s ({e}); backing up anyway", STARTUP_READY_WAIT.as_secs());
+                return true;
+            }
+            Err(e) => {
+                if !logged {
+                    tracing::info!(service = %spec.service, "waiting for the server to accept connections before the start-up backup ({e})");
+                    logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancelled.changed() => return false,
+            _ = ctx.shutdown.draining() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::ExecCommand;
 use crate::labels::ContainerRef;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -29,6 +30,9 @@ pub enum DockerError {
     /// The consumer of a dump stream went away (e.g. the archive writer failed).
     #[error("the archive writer stopped accepting data")]
     SinkClosed,
+    /// Shutdown asked running work to stop; the command was killed.
+    #[error("aborted by shutdown")]
+    Aborted,
 }
 
 /// A container we may back up or restore into, with its labels.
@@ -207,17 +211,20 @@ impl Docker {
             }
             out
         };
-        let (status, out) = tokio::join!(self.run_streaming_out(container, cmd, tx), collect);
+        let never = crate::shutdown::channel().1;
+        let (status, out) = tokio::join!(self.run_streaming_out(container, cmd, tx, &never), collect);
         Ok((status?, out))
     }
 
     /// Runs a command, sending its stdout to `sink` as it arrives. The engine's stream is read
     /// eagerly; `sink` is a bounded channel, so a slow consumer slows the dump, not our memory.
+    /// If `sink` closes or `shutdown` reaches abort, the command is killed in the container.
     pub async fn run_streaming_out(
         &self,
         container: &ContainerRef,
         cmd: &ExecCommand,
         sink: mpsc::Sender<Bytes>,
+        shutdown: &Shutdown,
     ) -> Result<ExecStatus, DockerError> {
         let (exec_id, started) = self.start(container, cmd).await?;
         let StartExecResults::Attached { mut output, input } = started else {
@@ -226,16 +233,29 @@ impl Docker {
         drop(input);
         let mut stderr = Tail::new(STDERR_TAIL);
         let mut stdout_bytes = 0u64;
-        while let Some(frame) = output.next().await {
+        let stopped = loop {
+            let frame = tokio::select! {
+                frame = output.next() => frame,
+                _ = shutdown.aborted() => break Some(DockerError::Aborted),
+            };
+            let Some(frame) = frame else { break None };
             match frame? {
                 bollard::container::LogOutput::StdOut { message } => {
                     stdout_bytes += message.len() as u64;
-                    // Dropping `output` on return makes the engine kill the process.
-                    sink.send(message).await.map_err(|_| DockerError::SinkClosed)?;
+                    if sink.send(message).await.is_err() {
+                        break Some(DockerError::SinkClosed);
+                    }
                 }
                 bollard::container::LogOutput::StdErr { message } => stderr.push(&message),
                 _ => {}
             }
+        };
+        if let Some(reason) = stopped {
+            // The engine does not kill an exec whose stream is dropped: the dump would block on
+            // its full stdout pipe forever. End it ourselves.
+            drop(output);
+            self.kill_exec(container, &exec_id).await;
+            return Err(reason);
         }
         drop(sink);
         let exit_code = self.exit_code(container, &exec_id).await?;
@@ -292,6 +312,23 @@ impl Docker {
         Ok(ExecStatus { exit_code, stderr: tail, stdout_bytes: 0 })
     }
 
+    /// Ends an exec'd command and its children (`sh -c` scripts may run pipelines).
+    pub async fn kill_exec(&self, container: &ContainerRef, exec_id: &str) {
+        let pid = match self.inner.inspect_exec(exec_id).await {
+            Ok(inspect) if inspect.running == Some(true) => inspect.pid,
+            _ => return,
+        };
+        let Some(pid) = pid.filter(|p| *p > 1) else { return };
+        let kill = ExecCommand::script(KILL_TREE.to_string()).with_env("DBB_PID", pid.to_string());
+        let never = crate::shutdown::channel().1;
+        let (tx, _rx) = mpsc::channel(1);
+        match Box::pin(self.run_streaming_out(container, &kill, tx, &never)).await {
+            Ok(status) if status.exit_code == 0 => tracing::debug!("killed process {pid} in {}", container.name),
+            Ok(status) => tracing::warn!("could not end process {pid} in {}: {}", container.name, status.stderr.text()),
+            Err(e) => tracing::warn!("could not end process {pid} in {}: {e}", container.name),
+        }
+    }
+
     /// The output stream can end a moment before the engine marks the exec finished: poll.
     async fn exit_code(&self, container: &ContainerRef, exec_id: &str) -> Result<i64, DockerError> {
         for _ in 0..600 {
@@ -311,6 +348,21 @@ impl Docker {
     }
 }
 
+/// Kills `$DBB_PID` and its descendants, children first, with only POSIX sh and /proc (database
+/// images need not have procps).
+const KILL_TREE: &str = r#"dbb_kill_tree() {
+  for dbb_d in /proc/[0-9]*; do
+    dbb_pp=
+    while read -r dbb_k dbb_v; do
+      if [ "$dbb_k" = "PPid:" ]; then dbb_pp=$dbb_v; break; fi
+    done < "$dbb_d/status" 2>/dev/null || true
+    if [ "$dbb_pp" = "$1" ]; then dbb_kill_tree "${dbb_d#/proc/}"; fi
+  done
+  kill -TERM "$1" 2>/dev/null || true
+}
+dbb_kill_tree "$DBB_PID"
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +375,41 @@ mod tests {
         assert_eq!(t.text(), "defgh");
         t.push(b"0123456789");
         assert_eq!(t.text(), "56789");
+    }
+
+    /// The kill script is real shell: it ends a process and its children.
+    #[test]
+    fn kill_tree_ends_a_process_and_its_children() {
+        let mut parent = std::process::Command::new("sh").arg("-c").arg("sleep 30 & sleep 30 & wait").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let children = children_of(parent.id());
+        assert_eq!(children.len(), 2, "{children:?}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(KILL_TREE)
+            .env("DBB_PID", parent.id().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let started = std::time::Instant::now();
+        parent.wait().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(100));
+        for child in children {
+            let state = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            assert!(state.is_empty() || state.contains("State:\tZ"), "child {child} survived: {state}");
+        }
+    }
+
+    fn children_of(pid: u32) -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+                status.lines().any(|l| l == format!("PPid:\t{pid}"))
+            })
+            .collect()
     }
 }

@@ -122,7 +122,7 @@ pub async fn backup_locked(
         for step in &steps {
             tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
             let (status, info, tail) = sink
-                .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx))
+                .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
                 .await?;
             let status = status?;
             if status.exit_code != 0 {
@@ -176,11 +176,11 @@ pub async fn backup_locked(
         let bytes_out = sink.finish(manifest.to_json()).await?;
         Ok((manifest, bytes_in, bytes_out))
     };
-    // Dropping `work` drops the exec stream, which makes the engine kill the dump.
-    let result = tokio::select! {
-        r = work => r,
-        _ = shutdown.aborted() => Err(BackupError::Aborted),
-    };
+    // On abort the exec layer kills the dump and returns `Aborted`; cleanup below runs either way.
+    let result = work.await.map_err(|e| match e {
+        BackupError::Docker(DockerError::Aborted) => BackupError::Aborted,
+        other => other,
+    });
 
     match result {
         Ok((manifest, bytes_in, bytes_out)) => {

@@ -1,0 +1,361 @@
+//! The daemon (`db-backup run`) against real containers: pickup through events, seconds-level
+//! schedules, removal and relabeling, engine connection loss, shutdown during a dump.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `db-backup run` as a child process; killed when dropped. Its log goes to a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(backups: &Backups, env: &[(&str, &str)]) -> Daemon {
+        let log = backups.root().join("daemon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = backups.command(&["run"]);
+        cmd.stdout(Stdio::null()).stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        let daemon = Daemon { child, log };
+        // Ready once it has written its status file.
+        wait_for(Duration::from_secs(20), "the daemon's status file", || {
+            backups.root().join(".db-backup-status.json").exists().then_some(())
+        });
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The daemon's view of one service, through `db-backup status --json` (as an operator sees it).
+fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {
+    let run = backups.run(&["status", "--json"]);
+    if run.code != 0 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).ok()?;
+    status["services"].as_array()?.iter().find(|s| s["service"] == service).cloned()
+}
+
+fn scheduled(backups: &Backups, service: &str, container: &str) -> bool {
+    service_status(backups, service)
+        .is_some_and(|s| s["container"] == container && (s["next_run"].is_string() || s["running"] == true))
+}
+
+#[test]
+fn daemon_schedules_a_started_container_within_a_second_and_backs_it_up_on_startup() {
+    let backups = Backups::new();
+    let mut daemon = Daemon::start(&backups, &[]);
+    let svc = unique("dpick");
+    let start = Instant::now();
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=pick-secret"], &[("db-backup.on-startup", "true")]);
+    // `postgres()` waits for readiness; the container itself started before that.
+    let started = start.elapsed();
+    wait_for(Duration::from_secs(started.as_secs() + 1), "the service in status", || {
+        scheduled(&backups, &svc, &db.name).then_some(())
+    });
+    let created = Instant::now();
+    let archive =
+        wait_for(Duration::from_secs(60), "the start-up archive", || backups.archives(&svc).into_iter().next());
+    assert_standard_tar_gz(&archive);
+    eprintln!("start-up archive {} s after readiness", created.elapsed().as_secs_f64());
+    let status = service_status(&backups, &svc).unwrap();
+    assert_eq!(status["last_run"]["ok"], true, "{status}");
+    assert!(!daemon.log().contains("pick-secret"));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn daemon_pickup_latency_is_under_a_second() {
+    let backups = Backups::new();
+    let _daemon = Daemon::start(&backups, &[]);
+    let svc = unique("dlat");
+    // A container that needs no readiness wait: the label alone is what the daemon reacts to.
+    let c = Container::start(
+        Spec::new(BASE_IMAGE, &unique("dbb-lat"))
+            .entrypoint(&["sleep", "infinity"])
+            .label("db-backup.type", "postgres")
+            .label("db-backup.service", &svc),
+    );
+    // Measured from the moment the engine has started it (the start API call returned).
+    let start = Instant::now();
+    wait_for(Duration::from_secs(5), "the service in status", || scheduled(&backups, &svc, &c.name).then_some(()));
+    let latency = start.elapsed();
+    eprintln!("pickup latency (container started to `status` showing it scheduled): {latency:?}");
+    assert!(latency < Duration::from_secs(1), "picked up after {latency:?}");
+}
+
+#[test]
+fn seconds_schedule_runs_on_time_stops_on_removal_and_follows_new_labels() {
+    let backups = Backups::new();
+    let daemon = Daemon::start(&backups, &[]);
+    let svc = unique("dsec");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[("db-backup.schedule", "*/3 * * * * *")]);
+    wait_for(Duration::from_secs(20), "three scheduled archives", || (backups.archives(&svc).len() >= 3).then_some(()));
+    // Archive names carry their start time: consecutive runs are one period apart.
+    let times: Vec<i64> = backups.archives(&svc).iter().map(|p| stamp_seconds(p)).collect();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!((2..=4).contains(&gap), "runs {gap}s apart: {times:?}\n{}", daemon.log());
+    }
+
+    let name = db.name.clone();
+    drop(db);
+    wait_for(Duration::from_secs(5), "the service to be unscheduled", || {
+        service_status(&backups, &svc).is_some_and(|s| s["next_run"].is_null() && s["running"] == false).then_some(())
+    });
+    let count = backups.archives(&svc).len();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(backups.archives(&svc).len(), count, "a removed container was still backed up");
+    assert!(!daemon.log().contains("No such container"), "{}", daemon.log());
+
+    // Recreated under the same name with another schedule: the new one applies.
+    let spec = Spec::new(PG_IMAGE, &name)
+        .env("POSTGRES_PASSWORD=x")
+        .label("db-backup.type", "postgres")
+        .label("db-backup.service", &svc)
+        .label("db-backup.schedule", "0 0 1 1 *");
+    let again = Container::start(spec);
+    wait_for(Duration::from_secs(5), "the new schedule", || {
+        service_status(&backups, &svc)
+            .is_some_and(|s| s["schedule"] == "0 0 1 1 *" && s["container"] == again.name.as_str())
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(backups.archives(&svc).len(), count, "the old seconds schedule kept running");
+}
+
+fn stamp_seconds(path: &Path) -> i64 {
+    let name = name_of(path);
+    let stamp = &name[..20];
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H-%M-%SZ").unwrap().and_utc().timestamp()
+}
+
+/// A unix-socket proxy in front of the Docker socket that can be cut and restored.
+struct Proxy {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<UnixStream>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(path: &Path) -> Proxy {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("bind the proxy socket");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let (s, c) = (stop.clone(), conns.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(upstream) = UnixStream::connect(docker_socket()) else { continue };
+                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                        pipe(upstream.try_clone().unwrap(), client.try_clone().unwrap());
+                        c.lock().unwrap().extend([client, upstream]);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Proxy { path: path.to_path_buf(), stop, conns, thread: Some(thread) }
+    }
+
+    /// Refuses new connections and cuts the open ones, as an engine restart would.
+    fn cut(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn pipe(mut from: UnixStream, mut to: UnixStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+fn docker_socket() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+#[test]
+fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile() {
+    let backups = Backups::new();
+    let sock = backups.root().join("proxy.sock");
+    let proxy = Proxy::start(&sock);
+    let host = format!("unix://{}", sock.display());
+    let daemon = Daemon::start(&backups, &[("DOCKER_HOST", &host)]);
+    let before = unique("dconn1");
+    let c1 = Container::start(
+        Spec::new(BASE_IMAGE, &unique("dbb-conn"))
+            .entrypoint(&["sleep", "infinity"])
+            .label("db-backup.type", "postgres")
+            .label("db-backup.service", &before),
+    );
+    wait_for(Duration::from_secs(5), "the first container", || scheduled(&backups, &before, &c1.name).then_some(()));
+
+    proxy.cut();
+    wait_for(Duration::from_secs(5), "the daemon to notice", || {
+        backups.run(&["status", "--json"]).stdout.contains("\"engine_connected\": false").then_some(())
+    });
+    let during = unique("dconn2");
+    let c2 = Container::start(
+        Spec::new(BASE_IMAGE, &unique("dbb-conn"))
+            .entrypoint(&["sleep", "infinity"])
+            .label("db-backup.type", "postgres")
+            .label("db-backup.service", &during),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let _proxy = Proxy::start(&sock);
+    wait_for(Duration::from_secs(20), "the container started during the outage", || {
+        scheduled(&backups, &during, &c2.name).then_some(())
+    });
+    let log = daemon.log();
+    assert_eq!(log.matches("reconnecting").count(), 1, "one line per outage, not per attempt:\n{log}");
+    assert!(log.contains("answers again"), "{log}");
+}
+
+#[test]
+fn sigterm_during_a_long_dump_finishes_or_aborts_cleanly() {
+    let backups = Backups::new();
+    let svc = unique("dterm");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
+    // About 150 MB of dump: long enough to be caught mid-way.
+    psql(&db, "postgres", "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) || md5((g+2)::text) AS t FROM generate_series(1, 1500000) g;");
+    let mut daemon = Daemon::start(&backups, &[("DB_BACKUP_ON_STARTUP", "true"), ("DB_BACKUP_STOP_GRACE", "1")]);
+    wait_for(Duration::from_secs(30), "a partial archive", || {
+        backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
+    });
+    let snapshot_before = backups.archives(&svc).len();
+    let t = Instant::now();
+    daemon.signal("TERM");
+    let code = daemon.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", daemon.log());
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?} to stop", t.elapsed());
+    let files: Vec<String> = backups.files(&svc).iter().map(|p| name_of(p)).filter(|n| n != ".lock").collect();
+    assert!(files.iter().all(|n| !n.ends_with(".partial")), "partial left: {files:?}");
+    match backups.archives(&svc).len() - snapshot_before {
+        0 => assert!(daemon.log().contains("aborted"), "{}", daemon.log()),
+        1 => {
+            assert_standard_tar_gz(&backups.archives(&svc)[0]);
+        }
+        n => panic!("{n} archives appeared"),
+    };
+    // The dump inside the database container is gone too.
+    std::thread::sleep(Duration::from_millis(500));
+    let ps = db.sh_ok("ps -eo args");
+    assert!(!ps.contains("pg_dump"), "{ps}");
+}
+
+#[test]
+fn manual_backup_while_a_scheduled_one_runs_is_refused_not_interleaved() {
+    let backups = Backups::new();
+    let svc = unique("dlock");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
+    psql(
+        &db,
+        "postgres",
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS t FROM generate_series(1, 1500000) g;",
+    );
+    let _daemon = Daemon::start(&backups, &[("DB_BACKUP_ON_STARTUP", "true")]);
+    wait_for(Duration::from_secs(30), "the scheduled run", || {
+        backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
+    });
+    let manual = backups.run(&["backup", &svc]);
+    assert_eq!(manual.code, 75, "{}", manual.all());
+    assert!(manual.stderr.contains("busy"), "{}", manual.stderr);
+    let archive =
+        wait_for(Duration::from_secs(120), "the scheduled archive", || backups.archives(&svc).into_iter().next());
+    assert_standard_tar_gz(&archive);
+    assert_eq!(backups.archives(&svc).len(), 1);
+    backups.run(&["restore", &svc, "--no-safety-backup"]).ok();
+}
+
+#[test]
+fn stale_partials_from_a_crash_are_removed_at_start_and_nothing_else() {
+    let backups = Backups::new();
+    let dir = backups.root().join("crashed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("2026-01-01T00-00-00Z.tar.gz.partial"), b"half").unwrap();
+    std::fs::write(dir.join("notes.partial"), b"mine").unwrap();
+    std::fs::write(dir.join("2026-01-01T00-00-00Z.tar.gz"), b"kept").unwrap();
+    let daemon = Daemon::start(&backups, &[]);
+    let names: Vec<String> = backups.files("crashed").iter().map(|p| name_of(p)).filter(|n| n != ".lock").collect();
+    assert_eq!(names, vec!["2026-01-01T00-00-00Z.tar.gz", "notes.partial"]);
+    assert!(daemon.log().contains("removed"), "{}", daemon.log());
+}
