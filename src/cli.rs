@@ -1,6 +1,24 @@
 //! Command-line interface: one subcommand per file under `cmd/`.
 
+use std::ffi::OsString;
+use std::path::Path;
+
 use clap::{Parser, Subcommand};
+
+/// Commands also installed as their own names (links to the binary in the image), so that
+/// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.
+pub const LINKED_COMMANDS: &[&str] = &["backup", "restore", "list", "check", "status"];
+
+/// `restore db` run through a link named `restore` becomes `db-backup restore db`.
+pub fn args_with_command_from_program_name(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let invoked_as = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).map(str::to_owned);
+    if let Some(name) = invoked_as.filter(|n| LINKED_COMMANDS.contains(&n.as_str())) {
+        args[0] = OsString::from("db-backup");
+        args.insert(1, OsString::from(name));
+    }
+    args
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,4 +71,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_link_named_after_a_command_runs_that_command() {
+        assert_eq!(
+            args_with_command_from_program_name(args(&["/usr/local/bin/restore", "db", "--into", "x"])),
+            args(&["db-backup", "restore", "db", "--into", "x"])
+        );
+        assert_eq!(args_with_command_from_program_name(args(&["db-backup", "list"])), args(&["db-backup", "list"]));
+        let cli = Cli::try_parse_from(args_with_command_from_program_name(args(&["backup", "db"]))).unwrap();
+        assert!(matches!(cli.command, Command::Backup { service } if service == "db"));
+    }
 }

@@ -7,7 +7,7 @@ use db_backup::restore::RestoreRequest;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(db_backup::cli::args_with_command_from_program_name(std::env::args_os()));
     db_backup::logging::init();
     let code = match run(cli).await {
         Ok(code) => code,
