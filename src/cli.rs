@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// Commands also installed as their own names (links to the binary in the image), so that
 /// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.
-pub const LINKED_COMMANDS: &[&str] = &["backup", "restore", "list", "check", "status"];
+pub const LINKED_COMMANDS: &[&str] = &["backup", "restore", "list", "check", "status", "prune", "verify"];
 
 /// `restore db` run through a link named `restore` becomes `db-backup restore db`.
 pub fn args_with_command_from_program_name(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -64,6 +64,22 @@ pub enum Command {
     },
     /// Check the labels of every container and report each problem.
     Check,
+    /// Apply the retention policies now: delete archives no tier keeps (never the newest).
+    Prune {
+        service: Option<String>,
+        /// Show what would be deleted and which tier keeps each survivor; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read archives whole and check every entry against the manifest (newest by default).
+    Verify {
+        service: String,
+        #[arg(long, conflicts_with = "all")]
+        archive: Option<String>,
+        /// Every archive of the service.
+        #[arg(long)]
+        all: bool,
+    },
     /// Run the daemon: follow labeled containers and back them up on their schedules.
     Run,
     /// Show what the daemon is doing: every service, its next run and its last result.

@@ -336,7 +336,7 @@ async fn run_once(ctx: &Ctx, spec: &BackupSpec) {
     let started_at = Utc::now();
     ctx.update_service(spec, |s| s.running = true);
     tracing::info!(service = %spec.service, container = %spec.container.name, "backup started");
-    let result = backup(&ctx.docker, &ctx.store, spec, ctx.settings.gzip_level, &ctx.shutdown).await;
+    let result = backup(&ctx.docker, &ctx.store, spec, &ctx.settings, &ctx.shutdown).await;
     let record = record_of(started_at, &result);
     match &result {
         Ok(outcome) => tracing::info!(

@@ -11,6 +11,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
+use crate::config::Settings;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for_spec, Engine, Probe};
 use crate::labels::BackupSpec;
@@ -43,6 +44,8 @@ pub enum BackupError {
     Io { context: String, source: std::io::Error },
     #[error("aborted by shutdown; the unfinished archive was removed")]
     Aborted,
+    #[error("the archive written does not read back whole: {0}")]
+    Verify(String),
 }
 
 impl BackupError {
@@ -78,19 +81,31 @@ impl BackupOutcome {
     }
 }
 
-/// Takes the service's lock, then backs it up.
+/// Takes the service's lock, backs it up, then applies the service's retention policy.
 pub async fn backup(
     docker: &Docker,
     store: &Store,
     spec: &BackupSpec,
-    level: u32,
+    settings: &Settings,
     shutdown: &Shutdown,
 ) -> Result<BackupOutcome, BackupError> {
     let dir = store
         .service_dir(&spec.service)
         .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
     let _lock = ServiceLock::try_acquire(&dir, spec.service.as_str())?;
-    backup_locked(docker, store, spec, ArchiveKind::Backup, level, shutdown).await
+    let outcome = backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, shutdown).await?;
+    // Retention only ever follows a good backup, in this service's directory, under its lock.
+    if let Some(policy) = &spec.keep {
+        match crate::prune::apply(store, spec.service.as_str(), policy, settings.zone, false) {
+            Ok(report) => {
+                for deleted in report.deleted() {
+                    tracing::info!(service = %spec.service, archive = %deleted, "deleted by retention ({policy})");
+                }
+            }
+            Err(e) => tracing::error!(service = %spec.service, "retention failed, nothing more deleted: {e}"),
+        }
+    }
+    Ok(outcome)
 }
 
 /// Backs up with the service's lock already held by the caller (restore takes a safety backup).
@@ -182,10 +197,20 @@ pub async fn backup_locked(
         other => other,
     });
 
+    // Read back from disk and proven whole before it gets an archive name.
+    let result = match result {
+        Ok(done) => verify_written(&partial).await.map(|()| done),
+        Err(e) => Err(e),
+    };
     match result {
         Ok((manifest, bytes_in, bytes_out)) => {
             std::fs::rename(&partial, &archive).map_err(BackupError::io(format!("renaming {}", partial.display())))?;
             sync_dir(&dir).map_err(BackupError::io(format!("syncing {}", dir.display())))?;
+            let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let record = crate::verify::VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
+            if let Err(e) = crate::verify::save_records(&dir, &[(name, record)]) {
+                tracing::warn!("cannot record the verification of {}: {e}", archive.display());
+            }
             Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
         }
         Err(e) => {
@@ -196,6 +221,15 @@ pub async fn backup_locked(
             }
             Err(e)
         }
+    }
+}
+
+async fn verify_written(partial: &std::path::Path) -> Result<(), BackupError> {
+    let path = partial.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::verify::verify_archive(&path)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(BackupError::Verify(e.to_string())),
+        Err(e) => Err(BackupError::Verify(format!("the verifier stopped: {e}"))),
     }
 }
 

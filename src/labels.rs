@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::engine::EngineKind;
+use crate::retention::KeepPolicy;
 use crate::schedule::Schedule;
 
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
-const KNOWN_KEYS: &[&str] = &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup"];
+const KNOWN_KEYS: &[&str] =
+    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep"];
 const MAX_LABEL_VALUE: usize = 1024;
 
 /// Who a container is, for messages and for exec.
@@ -34,6 +36,8 @@ impl fmt::Display for ContainerRef {
 pub struct Defaults {
     pub schedule: Schedule,
     pub on_startup: bool,
+    /// `None`: keep everything.
+    pub keep: Option<KeepPolicy>,
 }
 
 impl Defaults {
@@ -47,7 +51,16 @@ impl Defaults {
             Some(s) => parse_bool(s).map_err(|e| format!("DB_BACKUP_ON_STARTUP: {e}"))?,
             None => false,
         };
-        Ok(Defaults { schedule, on_startup })
+        Ok(Defaults { schedule, on_startup, keep: None })
+    }
+
+    /// Adds `DB_BACKUP_KEEP`.
+    pub fn with_keep(mut self, keep: Option<&str>) -> Result<Self, String> {
+        self.keep = match keep.filter(|s| !s.trim().is_empty()) {
+            Some(k) => Some(k.parse().map_err(|e| format!("DB_BACKUP_KEEP: {e}"))?),
+            None => None,
+        };
+        Ok(self)
     }
 }
 
@@ -117,6 +130,8 @@ pub struct BackupSpec {
     pub user_env: Option<EnvName>,
     pub password_env: Option<EnvName>,
     pub on_startup: bool,
+    /// Retention; `None` keeps everything.
+    pub keep: Option<KeepPolicy>,
 }
 
 /// One problem with one label of one container.
@@ -202,8 +217,12 @@ pub fn parse(
         Some(v) => parse_bool(v).map_err(|e| errors.push(err(&format!("{PREFIX}on-startup"), e))).ok(),
         None => Some(defaults.on_startup),
     };
+    let keep = match label("keep") {
+        Some(v) => v.parse::<KeepPolicy>().map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}keep"), e))).ok(),
+        None => Some(defaults.keep),
+    };
 
-    match (engine, service, schedule, databases, user_env, password_env, on_startup) {
+    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep) {
         (
             Some(engine),
             Ok(service),
@@ -212,6 +231,7 @@ pub fn parse(
             Some(user_env),
             Some(password_env),
             Some(on_startup),
+            Some(keep),
         ) if errors.is_empty() => Ok(BackupSpec {
             container: container.clone(),
             service,
@@ -221,6 +241,7 @@ pub fn parse(
             user_env,
             password_env,
             on_startup,
+            keep,
         }),
         _ => Err(errors),
     }
@@ -360,6 +381,7 @@ mod tests {
                 ("db-backup.user-env", "DB_USER"),
                 ("db-backup.password-env", "DB_PASS"),
                 ("db-backup.on-startup", "true"),
+                ("db-backup.keep", "last=3,daily=7"),
             ]),
             &defaults(),
         )
@@ -370,6 +392,7 @@ mod tests {
         assert_eq!(spec.user_env.unwrap().as_str(), "DB_USER");
         assert_eq!(spec.password_env.unwrap().as_str(), "DB_PASS");
         assert!(spec.on_startup);
+        assert_eq!(spec.keep.unwrap().to_string(), "last=3,daily=7,weekly=0,monthly=0,yearly=0");
     }
 
     #[test]
@@ -436,6 +459,8 @@ mod tests {
             ),
             (&[("db-backup.type", "postgres"), ("db-backup.service", "a\nb")], "db-backup.service", "control"),
             (&[("db-backup.type", "postgres"), ("db-backup.service", "   ")], "db-backup.service", "empty"),
+            (&[("db-backup.type", "postgres"), ("db-backup.keep", "daily=seven")], "db-backup.keep", "not a count"),
+            (&[("db-backup.type", "postgres"), ("db-backup.keep", "hourly=1")], "db-backup.keep", "unknown tier"),
         ];
         for (pairs, label, needle) in cases {
             let errors = errors_for(pairs);

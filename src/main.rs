@@ -35,6 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::List { service, json } => cmd::list::run(&settings, service.as_deref(), json).await,
         Command::Check => cmd::check::run(&settings).await,
+        Command::Prune { service, dry_run } => cmd::prune::run(&settings, service.as_deref(), dry_run).await,
+        Command::Verify { service, archive, all } => {
+            cmd::verify::run(&settings, &service, archive.as_deref(), all).await
+        }
         Command::Run => cmd::run::run(settings).await,
         Command::Status { json } => cmd::status::run(&settings, json).await,
     }

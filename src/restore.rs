@@ -250,6 +250,7 @@ async fn into_spec(
         user_env: None,
         password_env: None,
         on_startup: false,
+        keep: None,
     })
 }
 

@@ -47,3 +47,44 @@ pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
     }
     Ok(manifest)
 }
+
+/// What the last verification of each archive found, kept in `<service>/.verify.json` so that
+/// `list` can mark archives that failed.
+pub const VERIFY_RECORD: &str = ".verify.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyRecord {
+    pub ok: bool,
+    pub problem: Option<String>,
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub fn load_records(service_dir: &Path) -> std::collections::BTreeMap<String, VerifyRecord> {
+    std::fs::read(service_dir.join(VERIFY_RECORD))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records results (and forgets archives that no longer exist); atomic replace.
+pub fn save_records(service_dir: &Path, updates: &[(String, VerifyRecord)]) -> std::io::Result<()> {
+    if updates.is_empty() && !service_dir.join(VERIFY_RECORD).exists() {
+        return Ok(());
+    }
+    let mut records = load_records(service_dir);
+    for (name, record) in updates {
+        records.insert(name.clone(), record.clone());
+    }
+    records.retain(|name, _| service_dir.join(name).exists());
+    let tmp = service_dir.join(format!("{VERIFY_RECORD}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&records).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, service_dir.join(VERIFY_RECORD))
+}
+
+pub fn record_of(result: &Result<Manifest, VerifyError>) -> VerifyRecord {
+    VerifyRecord {
+        ok: result.is_ok(),
+        problem: result.as_ref().err().map(|e| e.to_string()),
+        checked_at: chrono::Utc::now(),
+    }
+}

@@ -14,7 +14,7 @@ pub async fn run(settings: &Settings, service: &str) -> anyhow::Result<i32> {
     };
     // Ctrl-C / SIGTERM during a manual backup: stop the dump and remove the partial archive.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
-    match backup(&docker, &Store::new(&settings.root), spec, settings.gzip_level, &shutdown).await {
+    match backup(&docker, &Store::new(&settings.root), spec, settings, &shutdown).await {
         Ok(outcome) => {
             tracing::info!(
                 service = %spec.service,

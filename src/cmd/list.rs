@@ -16,6 +16,8 @@ struct ServiceListing {
     engine: Option<String>,
     schedule: Option<String>,
     archives: Vec<ArchiveFile>,
+    /// Last verification result per archive name (see `db-backup verify`).
+    verification: BTreeMap<String, crate::verify::VerifyRecord>,
 }
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
@@ -33,6 +35,7 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
                         engine: Some(spec.engine.to_string()),
                         schedule: Some(spec.schedule.to_string()),
                         archives: Vec::new(),
+                        verification: BTreeMap::new(),
                     },
                 );
             }
@@ -46,6 +49,7 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
             engine: None,
             schedule: None,
             archives: Vec::new(),
+            verification: BTreeMap::new(),
         });
     }
     if let Some(only) = only {
@@ -60,6 +64,7 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
     }
     for listing in services.values_mut() {
         listing.archives = store.archives(&listing.service)?;
+        listing.verification = crate::verify::load_records(&store.root().join(&listing.service));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&services.values().collect::<Vec<_>>())?);
@@ -75,7 +80,17 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
             println!("  no archives");
         }
         for a in listing.archives.iter().rev() {
-            let note = if a.kind == ArchiveKind::Safety { "  safety backup taken before a restore" } else { "" };
+            let mut note = String::new();
+            if a.kind == ArchiveKind::Safety {
+                note.push_str("  safety backup taken before a restore");
+            }
+            match listing.verification.get(&a.name) {
+                Some(r) if !r.ok => {
+                    note.push_str(&format!("  FAILED VERIFICATION: {}", r.problem.clone().unwrap_or_default()))
+                }
+                Some(_) => note.push_str("  verified"),
+                None => {}
+            }
             println!("  {}  {:>10}  {}{note}", a.name, human_bytes(a.size), a.created.format("%Y-%m-%d %H:%M:%S UTC"));
         }
     }

@@ -3,9 +3,11 @@
 pub mod backup;
 pub mod check;
 pub mod list;
+pub mod prune;
 pub mod restore;
 pub mod run;
 pub mod status;
+pub mod verify;
 
 /// Exit codes: 0 success; 1 the operation failed; 2 bad arguments or labels; 75 busy (try again).
 pub const EXIT_FAILED: i32 = 1;
