@@ -17,6 +17,7 @@
 pub mod archive;
 pub mod cli;
 pub mod cmd;
+pub mod compress;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
