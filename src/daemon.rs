@@ -67,6 +67,17 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(store.root())
         .map_err(|e| anyhow::anyhow!("cannot create the backup root {}: {e}", store.root().display()))?;
     remove_stale_partials(&store);
+    let started_at = Utc::now();
+    // Visible before the engine is ever reached: `status` then says it is unreachable.
+    let waiting = DaemonStatus {
+        pid: std::process::id(),
+        started_at: Some(started_at),
+        updated_at: Some(started_at),
+        ..Default::default()
+    };
+    if let Err(e) = status::write(store.root(), &waiting) {
+        tracing::warn!("cannot write the status file under {}: {e}", store.root().display());
+    }
     let Some(docker) = connect(&shutdown).await else {
         return Ok(());
     };
@@ -80,7 +91,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     });
     ctx.update_status(|s| {
         s.pid = std::process::id();
-        s.started_at = Some(Utc::now());
+        s.started_at = Some(started_at);
         s.engine_connected = true;
     });
     tracing::info!(
