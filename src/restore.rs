@@ -78,7 +78,10 @@ pub async fn restore(
     let engine = engine_for_spec(&target);
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;
     let safety = if req.safety_backup {
-        let outcome = backup_locked(docker, &store, &target, ArchiveKind::Safety, settings.gzip_level, shutdown)
+        // Everything the server has now, whatever the label selects: a database the label names
+        // may be the very one that was lost.
+        let everything = BackupSpec { databases: None, ..target.clone() };
+        let outcome = backup_locked(docker, &store, &everything, ArchiveKind::Safety, settings.gzip_level, shutdown)
             .await
             .map_err(|e| {
                 RestoreError::Refused(format!(
