@@ -143,3 +143,21 @@ fn postgres_restore_into_a_fresh_container_clones_the_service() {
     assert_eq!(fingerprint(&fresh), before, "{}", out.all());
     assert!(backups.safety_archives(&svc).is_empty());
 }
+
+#[test]
+fn restore_brings_back_a_dropped_database_named_in_the_databases_label() {
+    let svc = unique("pgsel");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[("db-backup.databases", "shop")]);
+    psql(&db, "postgres", FILL);
+    let shop_before = psql(&db, "shop", FINGERPRINT_SHOP);
+    let backups = Backups::new();
+    backups.run(&["backup", &svc]).ok();
+    let listing = assert_standard_tar_gz(&backups.archives(&svc)[0]);
+    assert_eq!(listing, vec!["globals.sql", "databases/shop.sql", "manifest.json"], "only the selected database");
+
+    psql(&db, "postgres", "DROP DATABASE shop WITH (FORCE);");
+    // The safety backup must not fail on the missing database: it takes what exists.
+    let out = backups.run(&["restore", &svc]).ok();
+    assert_eq!(psql(&db, "shop", FINGERPRINT_SHOP), shop_before, "{}", out.all());
+    assert!(out.stdout.contains("left alone (not in the archive): crm, postgres"), "{}", out.stdout);
+}
