@@ -25,6 +25,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// `TZ`: the zone schedules are read in.
     pub zone: Tz,
+    /// `DB_BACKUP_SCOPE`: only containers with this label.
+    pub scope: Option<crate::docker::Scope>,
 }
 
 impl Settings {
@@ -60,7 +62,11 @@ impl Settings {
             Some(v) => parse_seconds(&v).map_err(|e| format!("DB_BACKUP_STOP_GRACE: {e}"))?,
         };
         let zone = zone_from(get("TZ").as_deref())?;
-        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, zone })
+        let scope = get("DB_BACKUP_SCOPE")
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| crate::docker::Scope::parse(&s))
+            .transpose()?;
+        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, zone, scope })
     }
 }
 
@@ -103,6 +109,9 @@ mod tests {
         assert!(settings(&[("DB_BACKUP_MAX_CONCURRENT", "0")]).unwrap_err().contains("DB_BACKUP_MAX_CONCURRENT"));
         assert!(settings(&[("DB_BACKUP_STOP_GRACE", "soon")]).unwrap_err().contains("DB_BACKUP_STOP_GRACE"));
         assert!(settings(&[("TZ", "Nowhere/Land")]).unwrap_err().contains("TZ"));
+        assert!(settings(&[("DB_BACKUP_SCOPE", "db-backup.type=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
+        assert!(settings(&[("DB_BACKUP_SCOPE", "=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
+        assert!(settings(&[("DB_BACKUP_SCOPE", "team=blue")]).unwrap().scope.is_some());
     }
 
     #[test]

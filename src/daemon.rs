@@ -41,6 +41,9 @@ struct Ctx {
     shutdown: Shutdown,
     permits: Semaphore,
     state: Mutex<State>,
+    /// Serialises status writes: each writes the state as of its turn, so the newest lands last.
+    /// Holds whether the last write failed, so a failing disk is logged once, not per change.
+    status_writer: Mutex<bool>,
 }
 
 #[derive(Default)]
@@ -75,10 +78,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         updated_at: Some(started_at),
         ..Default::default()
     };
-    if let Err(e) = status::write(store.root(), &waiting) {
-        tracing::warn!("cannot write the status file under {}: {e}", store.root().display());
-    }
-    let Some(docker) = connect(&shutdown).await else {
+    // A backup root we cannot write to would fail every backup: refuse to start instead.
+    status::write(store.root(), &waiting)
+        .map_err(|e| anyhow::anyhow!("the backup root {} is not writable: {e}", store.root().display()))?;
+    let Some(docker) = connect(&shutdown, settings.scope.as_ref()).await else {
         return Ok(());
     };
     let ctx = Arc::new(Ctx {
@@ -88,6 +91,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         docker,
         shutdown: shutdown.clone(),
         state: Mutex::new(State::default()),
+        status_writer: Mutex::new(false),
     });
     ctx.update_status(|s| {
         s.pid = std::process::id();
@@ -117,11 +121,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 /// Connects, retrying with backoff; logs once per outage. None if shutdown came first.
-async fn connect(shutdown: &Shutdown) -> Option<Docker> {
+async fn connect(shutdown: &Shutdown, scope: Option<&crate::docker::Scope>) -> Option<Docker> {
     let mut delay = Duration::from_millis(500);
     let mut logged = false;
     loop {
-        match Docker::connect().await {
+        match Docker::connect(scope).await {
             Ok(docker) => {
                 if logged {
                     tracing::info!("connected to the Docker Engine");
@@ -426,10 +430,20 @@ impl Ctx {
     }
 
     fn write_status(&self) {
+        let mut failing = self.status_writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut status = self.lock().status.clone();
         status.updated_at = Some(Utc::now());
-        if let Err(e) = status::write(self.store.root(), &status) {
-            tracing::warn!("cannot write the status file under {}: {e}", self.store.root().display());
+        match status::write(self.store.root(), &status) {
+            Ok(()) if *failing => {
+                tracing::info!("the status file under {} is written again", self.store.root().display());
+                *failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !*failing => {
+                tracing::error!("cannot write the status file under {}: {e}", self.store.root().display());
+                *failing = true;
+            }
+            Err(_) => {}
         }
     }
 }

@@ -17,8 +17,11 @@ use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot reach the Docker Engine ({host}): {source}; is the socket mounted (-v /var/run/docker.sock:/var/run/docker.sock) or DOCKER_HOST set?")]
-    Unreachable { host: String, source: bollard::errors::Error },
+    #[error("cannot reach the Docker Engine ({host}): {cause}; is the socket mounted (-v /var/run/docker.sock:/var/run/docker.sock) or DOCKER_HOST set?")]
+    Unreachable { host: String, cause: bollard::errors::Error },
+    /// The engine went away while a command ran (its stream broke, or it stopped answering).
+    #[error("lost the Docker Engine while {during} in container '{container}': {cause}")]
+    Lost { container: String, during: &'static str, cause: bollard::errors::Error },
     #[error("no container named '{0}'")]
     NoSuchContainer(String),
     #[error("container '{0}' is not running")]
@@ -81,19 +84,46 @@ pub struct ExecStatus {
 
 pub struct Docker {
     inner: bollard::Docker,
+    /// Only containers carrying this label (`DB_BACKUP_SCOPE`) are ours.
+    scope: Option<Scope>,
+}
+
+/// `DB_BACKUP_SCOPE`: `key` or `key=value`, a label that containers must carry to be considered,
+/// so that several db-backup instances can share one engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(String);
+
+impl Scope {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let v = value.trim();
+        let key = v.split('=').next().unwrap_or_default();
+        if key.is_empty() || key.starts_with(crate::labels::PREFIX) || v.chars().any(|c| c.is_control()) {
+            return Err(format!(
+                "DB_BACKUP_SCOPE: '{v}' is not a label filter; expected key or key=value with a key outside db-backup.*"
+            ));
+        }
+        Ok(Scope(v.to_string()))
+    }
 }
 
 const STDERR_TAIL: usize = 4096;
 
 impl Docker {
     /// Connects as `DOCKER_HOST` says (default: the local socket) and agrees on an API version.
-    pub async fn connect() -> Result<Self, DockerError> {
+    pub async fn connect(scope: Option<&Scope>) -> Result<Self, DockerError> {
         let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let unreachable = |source| DockerError::Unreachable { host: host.clone(), source };
+        let unreachable = |cause| DockerError::Unreachable { host: host.clone(), cause };
         let inner = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
         let inner = inner.negotiate_version().await.map_err(unreachable)?;
         inner.ping().await.map_err(unreachable)?;
-        Ok(Docker { inner })
+        Ok(Docker { inner, scope: scope.cloned() })
+    }
+
+    /// Docker's `label` filter values: ours, and the scope if set (the engine ANDs them).
+    fn label_filters(&self, ours: String) -> Vec<String> {
+        let mut labels = vec![ours];
+        labels.extend(self.scope.as_ref().map(|s| s.0.clone()));
+        labels
     }
 
     /// Answers when the engine is reachable again.
@@ -108,7 +138,7 @@ impl Docker {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("event".to_string(), vec!["start".to_string(), "die".to_string(), "destroy".to_string()]),
-            ("label".to_string(), vec![format!("{}type", crate::labels::PREFIX)]),
+            ("label".to_string(), self.label_filters(format!("{}type", crate::labels::PREFIX))),
         ]);
         let options = EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
         self.inner.events(Some(options)).map(|event| {
@@ -119,7 +149,13 @@ impl Docker {
 
     /// Every container that carries a `db-backup.*` label (running only, unless `all`).
     pub async fn labeled_containers(&self, all: bool) -> Result<Vec<ContainerInfo>, DockerError> {
-        let options = ListContainersOptionsBuilder::new().all(all).build();
+        let mut builder = ListContainersOptionsBuilder::new().all(all);
+        let filters;
+        if let Some(scope) = &self.scope {
+            filters = HashMap::from([("label".to_string(), vec![scope.0.clone()])]);
+            builder = builder.filters(&filters);
+        }
+        let options = builder.build();
         let summaries = self.inner.list_containers(Some(options)).await?;
         Ok(summaries
             .into_iter()
@@ -164,10 +200,13 @@ impl Docker {
         &self,
         container: &ContainerRef,
         cmd: &ExecCommand,
-    ) -> Result<(String, StartExecResults), DockerError> {
+    ) -> Result<(Started, StartExecResults), DockerError> {
+        let marker = exec_marker();
+        let mut env = cmd.env_strings();
+        env.push(format!("{MARKER_VAR}={marker}"));
         let options = CreateExecOptions {
             cmd: Some(cmd.argv.clone()),
-            env: Some(cmd.env_strings()),
+            env: Some(env),
             attach_stdin: Some(cmd.stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -192,7 +231,7 @@ impl Docker {
                 Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(256 * 1024) }),
             )
             .await?;
-        Ok((exec.id, started))
+        Ok((Started { id: exec.id, marker }, started))
     }
 
     /// Runs a command whose stdout is small (a probe), returning it whole (capped at `limit`).
@@ -226,7 +265,7 @@ impl Docker {
         sink: mpsc::Sender<Bytes>,
         shutdown: &Shutdown,
     ) -> Result<ExecStatus, DockerError> {
-        let (exec_id, started) = self.start(container, cmd).await?;
+        let (exec, started) = self.start(container, cmd).await?;
         let StartExecResults::Attached { mut output, input } = started else {
             return Err(DockerError::NoExitCode { container: container.name.clone(), why: "exec detached".into() });
         };
@@ -239,7 +278,18 @@ impl Docker {
                 _ = shutdown.aborted() => break Some(DockerError::Aborted),
             };
             let Some(frame) = frame else { break None };
-            match frame? {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(cause) => {
+                    self.kill_exec(container, &exec).await;
+                    return Err(DockerError::Lost {
+                        container: container.name.clone(),
+                        during: "streaming the output",
+                        cause,
+                    });
+                }
+            };
+            match frame {
                 bollard::container::LogOutput::StdOut { message } => {
                     stdout_bytes += message.len() as u64;
                     if sink.send(message).await.is_err() {
@@ -254,11 +304,11 @@ impl Docker {
             // The engine does not kill an exec whose stream is dropped: the dump would block on
             // its full stdout pipe forever. End it ourselves.
             drop(output);
-            self.kill_exec(container, &exec_id).await;
+            self.kill_exec(container, &exec).await;
             return Err(reason);
         }
         drop(sink);
-        let exit_code = self.exit_code(container, &exec_id).await?;
+        let exit_code = self.exit_code(container, &exec.id).await?;
         Ok(ExecStatus { exit_code, stderr, stdout_bytes })
     }
 
@@ -270,7 +320,7 @@ impl Docker {
         cmd: &ExecCommand,
         mut source: mpsc::Receiver<Bytes>,
     ) -> Result<ExecStatus, DockerError> {
-        let (exec_id, started) = self.start(container, cmd).await?;
+        let (exec, started) = self.start(container, cmd).await?;
         let StartExecResults::Attached { mut output, mut input } = started else {
             return Err(DockerError::NoExitCode { container: container.name.clone(), why: "exec detached".into() });
         };
@@ -308,31 +358,38 @@ impl Docker {
                 tail
             }
         };
-        let exit_code = self.exit_code(container, &exec_id).await?;
+        let exit_code = self.exit_code(container, &exec.id).await?;
         Ok(ExecStatus { exit_code, stderr: tail, stdout_bytes: 0 })
     }
 
-    /// Ends an exec'd command and its children (`sh -c` scripts may run pipelines).
-    pub async fn kill_exec(&self, container: &ContainerRef, exec_id: &str) {
-        let pid = match self.inner.inspect_exec(exec_id).await {
-            Ok(inspect) if inspect.running == Some(true) => inspect.pid,
+    /// Ends an exec'd command and everything it started. The engine reports the exec's pid in
+    /// the host's pid namespace, useless inside the container, so every process is found by the
+    /// marker variable it inherited from the exec instead.
+    pub async fn kill_exec(&self, container: &ContainerRef, exec: &Started) {
+        match self.inner.inspect_exec(&exec.id).await {
+            Ok(inspect) if inspect.running == Some(true) => {}
             _ => return,
-        };
-        let Some(pid) = pid.filter(|p| *p > 1) else { return };
-        let kill = ExecCommand::script(KILL_TREE.to_string()).with_env("DBB_PID", pid.to_string());
+        }
+        let kill = ExecCommand::script(KILL_MARKED.to_string()).with_env("DBB_TARGET", exec.marker.clone());
         let never = crate::shutdown::channel().1;
         let (tx, _rx) = mpsc::channel(1);
         match Box::pin(self.run_streaming_out(container, &kill, tx, &never)).await {
-            Ok(status) if status.exit_code == 0 => tracing::debug!("killed process {pid} in {}", container.name),
-            Ok(status) => tracing::warn!("could not end process {pid} in {}: {}", container.name, status.stderr.text()),
-            Err(e) => tracing::warn!("could not end process {pid} in {}: {e}", container.name),
+            Ok(status) if status.exit_code == 0 => tracing::debug!("ended the aborted command in {}", container.name),
+            Ok(status) => {
+                tracing::warn!("could not end the aborted command in {}: {}", container.name, status.stderr.text())
+            }
+            Err(e) => tracing::warn!("could not end the aborted command in {}: {e}", container.name),
         }
     }
 
     /// The output stream can end a moment before the engine marks the exec finished: poll.
     async fn exit_code(&self, container: &ContainerRef, exec_id: &str) -> Result<i64, DockerError> {
         for _ in 0..600 {
-            let inspect = self.inner.inspect_exec(exec_id).await?;
+            let inspect = self.inner.inspect_exec(exec_id).await.map_err(|cause| DockerError::Lost {
+                container: container.name.clone(),
+                during: "asking for the command's exit code",
+                cause,
+            })?;
             if inspect.running != Some(true) {
                 return inspect.exit_code.ok_or_else(|| DockerError::NoExitCode {
                     container: container.name.clone(),
@@ -348,19 +405,29 @@ impl Docker {
     }
 }
 
-/// Kills `$DBB_PID` and its descendants, children first, with only POSIX sh and /proc (database
-/// images need not have procps).
-const KILL_TREE: &str = r#"dbb_kill_tree() {
-  for dbb_d in /proc/[0-9]*; do
-    dbb_pp=
-    while read -r dbb_k dbb_v; do
-      if [ "$dbb_k" = "PPid:" ]; then dbb_pp=$dbb_v; break; fi
-    done < "$dbb_d/status" 2>/dev/null || true
-    if [ "$dbb_pp" = "$1" ]; then dbb_kill_tree "${dbb_d#/proc/}"; fi
-  done
-  kill -TERM "$1" 2>/dev/null || true
+/// Every exec carries `DBB_EXEC=<marker>` in its environment, inherited by all it starts.
+const MARKER_VAR: &str = "DBB_EXEC";
+
+/// An exec the engine started, and the marker its processes carry.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub marker: String,
 }
-dbb_kill_tree "$DBB_PID"
+
+fn exec_marker() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{:x}-{n:x}", std::process::id(), nanos)
+}
+
+/// Kills every process whose environment holds `DBB_EXEC=$DBB_TARGET`, with only sh, grep and
+/// /proc (database images need not have procps). The script's own environment holds
+/// `DBB_TARGET=<marker>`, never `DBB_EXEC=<marker>`, so it does not match itself.
+const KILL_MARKED: &str = r#"for dbb_d in /proc/[0-9]*; do
+  if grep -qa "DBB_EXEC=$DBB_TARGET" "$dbb_d/environ" 2>/dev/null; then kill -TERM "${dbb_d#/proc/}" 2>/dev/null || true; fi
+done
 "#;
 
 #[cfg(test)]
@@ -377,39 +444,27 @@ mod tests {
         assert_eq!(t.text(), "56789");
     }
 
-    /// The kill script is real shell: it ends a process and its children.
+    /// The kill script is real shell: it ends the marked processes (a shell and its children)
+    /// and only those.
     #[test]
-    fn kill_tree_ends_a_process_and_its_children() {
-        let mut parent = std::process::Command::new("sh").arg("-c").arg("sleep 30 & sleep 30 & wait").spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let children = children_of(parent.id());
-        assert_eq!(children.len(), 2, "{children:?}");
-        let out = std::process::Command::new("sh")
+    fn kill_marked_ends_every_process_carrying_the_marker() {
+        let marker = exec_marker();
+        let mut marked = std::process::Command::new("sh")
             .arg("-c")
-            .arg(KILL_TREE)
-            .env("DBB_PID", parent.id().to_string())
-            .output()
+            .arg("sleep 30 & sleep 30 & wait")
+            .env(MARKER_VAR, &marker)
+            .spawn()
             .unwrap();
+        let mut other = std::process::Command::new("sleep").arg("30").env(MARKER_VAR, "someone-else").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let out =
+            std::process::Command::new("sh").arg("-c").arg(KILL_MARKED).env("DBB_TARGET", &marker).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let started = std::time::Instant::now();
-        parent.wait().unwrap();
+        marked.wait().unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(100));
-        for child in children {
-            let state = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
-            assert!(state.is_empty() || state.contains("State:\tZ"), "child {child} survived: {state}");
-        }
-    }
-
-    fn children_of(pid: u32) -> Vec<u32> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|p| {
-                let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-                status.lines().any(|l| l == format!("PPid:\t{pid}"))
-            })
-            .collect()
+        assert!(other.try_wait().unwrap().is_none(), "an unmarked process was killed");
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }

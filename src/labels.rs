@@ -160,29 +160,35 @@ pub fn parse(
         label: label.to_string(),
         message,
     };
-    let ours: BTreeMap<&str, &str> =
+    let mut ours: BTreeMap<&str, &str> =
         labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|key| (key, v.as_str()))).collect();
 
+    // First, what is wrong with a value whatever its key means. Keys rejected here are then read
+    // as absent, so every other label is still checked: all problems are reported at once.
+    let mut rejected: Vec<&str> = Vec::new();
     for (key, value) in &ours {
-        if !KNOWN_KEYS.contains(key) {
-            errors.push(err(&format!("{PREFIX}{key}"), format!("unknown label; known labels are {}", known_labels())));
+        let problem = if !KNOWN_KEYS.contains(key) {
+            Some(format!("unknown label; known labels are {}", known_labels()))
         } else if value.trim().is_empty() {
-            errors.push(err(&format!("{PREFIX}{key}"), "empty value".into()));
+            Some(format!("empty value; expected {}", expected_for(key)))
         } else if value.len() > MAX_LABEL_VALUE {
-            errors.push(err(
-                &format!("{PREFIX}{key}"),
-                format!("value is {} bytes long; at most {MAX_LABEL_VALUE} allowed", value.len()),
-            ));
+            Some(format!("value is {} bytes long; at most {MAX_LABEL_VALUE} allowed", value.len()))
         } else if value.contains('\u{FFFD}') || value.chars().any(|c| c.is_control()) {
-            errors.push(err(&format!("{PREFIX}{key}"), "value contains control characters or invalid UTF-8".into()));
+            Some(format!("value contains control characters or invalid UTF-8; expected {}", expected_for(key)))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            errors.push(err(&format!("{PREFIX}{key}"), message));
+            rejected.push(key);
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    let type_rejected = rejected.contains(&"type");
+    ours.retain(|key, _| !rejected.contains(key));
 
     let label = |key: &str| ours.get(key).map(|v| v.trim());
     let engine = match label("type") {
+        None if type_rejected => None,
         None => {
             errors.push(err(
                 &format!("{PREFIX}type"),
@@ -247,6 +253,20 @@ pub fn parse(
     }
 }
 
+/// What a valid value of each label looks like, for messages.
+fn expected_for(key: &str) -> &'static str {
+    match key {
+        "type" => "postgres, mysql, mariadb or mongo",
+        "service" => "a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+        "schedule" => "a cron schedule such as '0 3 * * *', '*/30 * * * * *' or @daily",
+        "databases" => "a comma-separated list of databases such as app,crm",
+        "user-env" | "password-env" => "an environment variable name such as DB_PASSWORD ([A-Za-z_][A-Za-z0-9_]*)",
+        "on-startup" => "true or false",
+        "keep" => "retention tiers such as last=7,daily=7,weekly=4,monthly=12,yearly=2",
+        _ => "a known label",
+    }
+}
+
 fn known_labels() -> String {
     KNOWN_KEYS.iter().map(|k| format!("{PREFIX}{k}")).collect::<Vec<_>>().join(", ")
 }
@@ -294,7 +314,7 @@ fn parse_databases(value: &str) -> Result<Vec<String>, String> {
             return Err(format!("database name '{name}' contains '/', '\\' or is a dot name"));
         }
         if names.iter().any(|n| n == name) {
-            return Err(format!("database '{name}' is listed twice"));
+            return Err(format!("database '{name}' is listed twice; list each database once"));
         }
         names.push(name.to_string());
     }
@@ -471,6 +491,26 @@ mod tests {
             let shown = errors[0].to_string();
             assert!(shown.starts_with("container 'db1': label '"), "{shown}");
         }
+    }
+
+    #[test]
+    fn every_problem_of_one_container_is_reported_at_once() {
+        let errors = errors_for(&[
+            ("db-backup.shedule", "0 3 * * *"),
+            ("db-backup.type", "oracle"),
+            ("db-backup.on-startup", "maybe"),
+            ("db-backup.service", "a/b"),
+            ("db-backup.databases", ""),
+        ]);
+        let labels: Vec<&str> = errors.iter().map(|e| e.label.as_str()).collect();
+        for l in
+            ["db-backup.shedule", "db-backup.type", "db-backup.on-startup", "db-backup.service", "db-backup.databases"]
+        {
+            assert!(labels.contains(&l), "{l} not reported: {errors:?}");
+        }
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        let empty = errors.iter().find(|e| e.label == "db-backup.databases").unwrap();
+        assert!(empty.message.contains("comma-separated"), "{empty:?}");
     }
 
     #[test]

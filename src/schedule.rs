@@ -38,7 +38,13 @@ impl FromStr for Schedule {
                  6 (with seconds first) or a nickname such as @daily"
             ));
         }
-        let cron = Cron::from_str(expr).map_err(|e| format!("'{expr}' is not a valid cron schedule: {e}"))?;
+        let cron = Cron::from_str(expr).map_err(|e| {
+            format!(
+                "'{expr}' is not a valid cron schedule ({e}); fields are minute 0-59, hour 0-23, \
+                 day of month 1-31, month 1-12, day of week 0-7 (0 and 7 are Sunday), with seconds \
+                 0-59 first when there are 6; or @hourly, @daily, @weekly, @monthly"
+            )
+        })?;
         Ok(Schedule { expr: expr.to_string(), cron })
     }
 }

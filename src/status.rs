@@ -53,7 +53,7 @@ pub fn status_path(root: &Path) -> PathBuf {
 /// Atomic replace: readers never see half a file.
 pub fn write(root: &Path, status: &DaemonStatus) -> std::io::Result<()> {
     let path = status_path(root);
-    let tmp = root.join(format!("{STATUS_FILE}.tmp"));
+    let tmp = root.join(format!("{STATUS_FILE}.{}.tmp", std::process::id()));
     let json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, &path)

@@ -3,39 +3,49 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 /// `db-backup run` as a child process; killed when dropped. Its log goes to a file.
+/// Each daemon is scoped (`DB_BACKUP_SCOPE`) to containers labeled with its own [`Daemon::scope`]
+/// value, so the daemons of tests running in parallel leave each other's containers alone.
 struct Daemon {
     child: Child,
     log: PathBuf,
+    scope: String,
 }
+
+const SCOPE_LABEL: &str = "dbb-scope";
 
 impl Daemon {
     fn start(backups: &Backups, env: &[(&str, &str)]) -> Daemon {
+        Self::start_scoped(backups, env, &unique("scope"))
+    }
+
+    fn start_scoped(backups: &Backups, env: &[(&str, &str)], scope: &str) -> Daemon {
         let log = backups.root().join("daemon.log");
         let file = std::fs::File::create(&log).unwrap();
+        let scope = scope.to_string();
         let mut cmd = backups.command(&["run"]);
-        cmd.stdout(Stdio::null()).stderr(file);
+        cmd.stdout(Stdio::null()).stderr(file).env("DB_BACKUP_SCOPE", format!("{SCOPE_LABEL}={scope}"));
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the daemon");
-        let daemon = Daemon { child, log };
+        let daemon = Daemon { child, log, scope };
         // Ready once it has written its status file.
         wait_for(Duration::from_secs(20), "the daemon's status file", || {
             backups.root().join(".db-backup-status.json").exists().then_some(())
         });
         daemon
+    }
+
+    /// The label pair a container needs for this daemon to see it.
+    fn label(&self) -> (&str, &str) {
+        (SCOPE_LABEL, &self.scope)
     }
 
     fn log(&self) -> String {
@@ -99,7 +109,7 @@ fn daemon_schedules_a_started_container_within_a_second_and_backs_it_up_on_start
     let mut daemon = Daemon::start(&backups, &[]);
     let svc = unique("dpick");
     let start = Instant::now();
-    let db = postgres(&svc, &["POSTGRES_PASSWORD=pick-secret"], &[("db-backup.on-startup", "true")]);
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=pick-secret"], &[("db-backup.on-startup", "true"), daemon.label()]);
     // `postgres()` waits for readiness; the container itself started before that.
     let started = start.elapsed();
     wait_for(Duration::from_secs(started.as_secs() + 1), "the service in status", || {
@@ -120,12 +130,13 @@ fn daemon_schedules_a_started_container_within_a_second_and_backs_it_up_on_start
 #[test]
 fn daemon_pickup_latency_is_under_a_second() {
     let backups = Backups::new();
-    let _daemon = Daemon::start(&backups, &[]);
+    let daemon = Daemon::start(&backups, &[]);
     let svc = unique("dlat");
     // A container that needs no readiness wait: the label alone is what the daemon reacts to.
     let c = Container::start(
         Spec::new(BASE_IMAGE, &unique("dbb-lat"))
             .entrypoint(&["sleep", "infinity"])
+            .label(daemon.label().0, daemon.label().1)
             .label("db-backup.type", "postgres")
             .label("db-backup.service", &svc),
     );
@@ -142,7 +153,7 @@ fn seconds_schedule_runs_on_time_stops_on_removal_and_follows_new_labels() {
     let backups = Backups::new();
     let daemon = Daemon::start(&backups, &[]);
     let svc = unique("dsec");
-    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[("db-backup.schedule", "*/3 * * * * *")]);
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[("db-backup.schedule", "*/3 * * * * *"), daemon.label()]);
     wait_for(Duration::from_secs(20), "three scheduled archives", || (backups.archives(&svc).len() >= 3).then_some(()));
     // Archive names carry their start time: consecutive runs are one period apart.
     let times: Vec<i64> = backups.archives(&svc).iter().map(|p| stamp_seconds(p)).collect();
@@ -166,7 +177,8 @@ fn seconds_schedule_runs_on_time_stops_on_removal_and_follows_new_labels() {
         .env("POSTGRES_PASSWORD=x")
         .label("db-backup.type", "postgres")
         .label("db-backup.service", &svc)
-        .label("db-backup.schedule", "0 0 1 1 *");
+        .label("db-backup.schedule", "0 0 1 1 *")
+        .label(daemon.label().0, daemon.label().1);
     let again = Container::start(spec);
     wait_for(Duration::from_secs(5), "the new schedule", || {
         service_status(&backups, &svc)
@@ -183,67 +195,44 @@ fn stamp_seconds(path: &Path) -> i64 {
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H-%M-%SZ").unwrap().and_utc().timestamp()
 }
 
-/// A unix-socket proxy in front of the Docker socket that can be cut and restored.
+/// A unix-socket proxy in front of the Docker socket that can be cut and restored: socat, one
+/// child process per connection, all in one process group so that cutting ends every connection
+/// at once, as an engine restart does.
 struct Proxy {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<UnixStream>>>,
-    thread: Option<JoinHandle<()>>,
+    child: Child,
 }
 
 impl Proxy {
     fn start(path: &Path) -> Proxy {
+        use std::os::unix::process::CommandExt;
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).expect("bind the proxy socket");
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
-        let (s, c) = (stop.clone(), conns.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        let Ok(upstream) = UnixStream::connect(docker_socket()) else { continue };
-                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                        pipe(upstream.try_clone().unwrap(), client.try_clone().unwrap());
-                        c.lock().unwrap().extend([client, upstream]);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Proxy { path: path.to_path_buf(), stop, conns, thread: Some(thread) }
+        let child = std::process::Command::new("socat")
+            .arg(format!("UNIX-LISTEN:{},fork", path.display()))
+            .arg(format!("UNIX-CONNECT:{}", docker_socket().display()))
+            .process_group(0)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is needed for this test (apt-get install socat)");
+        wait_for(Duration::from_secs(5), "the proxy socket", || path.exists().then_some(()));
+        Proxy { path: path.to_path_buf(), child }
     }
 
-    /// Refuses new connections and cuts the open ones, as an engine restart would.
+    /// Refuses new connections and cuts the open ones.
     fn cut(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn pipe(mut from: UnixStream, mut to: UnixStream) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to.shutdown(std::net::Shutdown::Write);
-    });
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
 }
 
 fn docker_socket() -> PathBuf {
@@ -265,7 +254,8 @@ fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile
         Spec::new(BASE_IMAGE, &unique("dbb-conn"))
             .entrypoint(&["sleep", "infinity"])
             .label("db-backup.type", "postgres")
-            .label("db-backup.service", &before),
+            .label("db-backup.service", &before)
+            .label(daemon.label().0, daemon.label().1),
     );
     wait_for(Duration::from_secs(5), "the first container", || scheduled(&backups, &before, &c1.name).then_some(()));
 
@@ -278,7 +268,8 @@ fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile
         Spec::new(BASE_IMAGE, &unique("dbb-conn"))
             .entrypoint(&["sleep", "infinity"])
             .label("db-backup.type", "postgres")
-            .label("db-backup.service", &during),
+            .label("db-backup.service", &during)
+            .label(daemon.label().0, daemon.label().1),
     );
     std::thread::sleep(Duration::from_secs(2));
     let _proxy = Proxy::start(&sock);
@@ -294,10 +285,12 @@ fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile
 fn sigterm_during_a_long_dump_finishes_or_aborts_cleanly() {
     let backups = Backups::new();
     let svc = unique("dterm");
-    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
+    let scope = unique("scope");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[(SCOPE_LABEL, &scope)]);
     // About 150 MB of dump: long enough to be caught mid-way.
     psql(&db, "postgres", "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) || md5((g+2)::text) AS t FROM generate_series(1, 1500000) g;");
-    let mut daemon = Daemon::start(&backups, &[("DB_BACKUP_ON_STARTUP", "true"), ("DB_BACKUP_STOP_GRACE", "1")]);
+    let mut daemon =
+        Daemon::start_scoped(&backups, &[("DB_BACKUP_ON_STARTUP", "true"), ("DB_BACKUP_STOP_GRACE", "1")], &scope);
     wait_for(Duration::from_secs(30), "a partial archive", || {
         backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
     });
@@ -326,13 +319,14 @@ fn sigterm_during_a_long_dump_finishes_or_aborts_cleanly() {
 fn manual_backup_while_a_scheduled_one_runs_is_refused_not_interleaved() {
     let backups = Backups::new();
     let svc = unique("dlock");
-    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
+    let scope = unique("scope");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[(SCOPE_LABEL, &scope)]);
     psql(
         &db,
         "postgres",
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS t FROM generate_series(1, 1500000) g;",
     );
-    let _daemon = Daemon::start(&backups, &[("DB_BACKUP_ON_STARTUP", "true")]);
+    let _daemon = Daemon::start_scoped(&backups, &[("DB_BACKUP_ON_STARTUP", "true")], &scope);
     wait_for(Duration::from_secs(30), "the scheduled run", || {
         backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
     });

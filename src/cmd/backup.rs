@@ -6,7 +6,7 @@ use crate::job::{backup, BackupError};
 use crate::store::Store;
 
 pub async fn run(settings: &Settings, service: &str) -> anyhow::Result<i32> {
-    let docker = Docker::connect().await?;
+    let docker = Docker::connect(settings.scope.as_ref()).await?;
     let discovered = discover(&docker, &settings.defaults).await?;
     let Some(spec) = discovered.find(service) else {
         eprintln!("error: {}", discovered.not_found(service));

@@ -5,7 +5,7 @@ use crate::docker::Docker;
 
 /// Validates the labels of every container (running or not).
 pub async fn run(settings: &Settings) -> anyhow::Result<i32> {
-    let docker = Docker::connect().await?;
+    let docker = Docker::connect(settings.scope.as_ref()).await?;
     let containers = docker.labeled_containers(true).await?;
     // Stopped containers do not compete for a service name with running ones.
     let running: Vec<_> = containers.iter().filter(|c| c.running).cloned().collect();

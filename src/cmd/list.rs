@@ -24,7 +24,7 @@ struct ServiceListing {
 pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow::Result<i32> {
     let store = Store::new(&settings.root);
     let mut services: BTreeMap<String, ServiceListing> = BTreeMap::new();
-    match Docker::connect().await {
+    match Docker::connect(settings.scope.as_ref()).await {
         Ok(docker) => {
             for spec in discover(&docker, &settings.defaults).await?.specs {
                 services.insert(

@@ -15,7 +15,7 @@ pub async fn run(settings: &Settings, only: Option<&str>, dry_run: bool) -> anyh
     let store = Store::new(&settings.root);
     // Policies come from the labels of running containers; a directory without one uses DB_BACKUP_KEEP.
     let mut policies: BTreeMap<String, Option<KeepPolicy>> = BTreeMap::new();
-    match Docker::connect().await {
+    match Docker::connect(settings.scope.as_ref()).await {
         Ok(docker) => {
             for spec in discover(&docker, &settings.defaults).await?.specs {
                 policies.insert(spec.service.to_string(), spec.keep);

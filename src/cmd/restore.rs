@@ -5,7 +5,7 @@ use crate::docker::Docker;
 use crate::restore::{restore, RestoreError, RestoreRequest};
 
 pub async fn run(settings: &Settings, request: RestoreRequest) -> anyhow::Result<i32> {
-    let docker = Docker::connect().await?;
+    let docker = Docker::connect(settings.scope.as_ref()).await?;
     let discovered = discover(&docker, &settings.defaults).await?;
     // Ctrl-C / SIGTERM stops the safety backup cleanly; the restore's own commands end with us.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);

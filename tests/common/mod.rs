@@ -51,14 +51,15 @@ pub fn require_image(image: &str) {
     }
 }
 
+/// Containers whose owning test process is gone (another binary's live containers are kept).
 fn remove_leftovers() {
-    let me = std::process::id().to_string();
     let filters = HashMap::from([("label".to_string(), vec![TEST_LABEL.to_string()])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let list = runtime().block_on(api().list_containers(Some(options))).unwrap_or_default();
     for c in list {
         let owner = c.labels.as_ref().and_then(|l| l.get(TEST_LABEL)).cloned().unwrap_or_default();
-        if owner != me {
+        let alive = !owner.is_empty() && Path::new(&format!("/proc/{owner}")).exists();
+        if !alive {
             if let Some(id) = c.id {
                 remove_container(&id);
             }
