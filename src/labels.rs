@@ -258,7 +258,10 @@ fn expected_for(key: &str) -> &'static str {
     match key {
         "type" => "postgres, mysql, mariadb or mongo",
         "service" => "a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-        "schedule" => "a cron schedule such as '0 3 * * *', '*/30 * * * * *' or @daily",
+        "schedule" => {
+            "a cron schedule: expected 5 (minute hour day month weekday) fields such as '0 3 * * *', \
+             6 with seconds first, or a nickname such as @daily"
+        }
         "databases" => "a comma-separated list of databases such as app,crm",
         "user-env" | "password-env" => "an environment variable name such as DB_PASSWORD ([A-Za-z_][A-Za-z0-9_]*)",
         "on-startup" => "true or false",
