@@ -74,6 +74,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        record_output("db-backup run", &self.log());
     }
 }
 
