@@ -49,7 +49,8 @@ impl Settings {
             },
         };
         let defaults =
-            Defaults::from_values(get("DB_BACKUP_SCHEDULE").as_deref(), get("DB_BACKUP_ON_STARTUP").as_deref())?;
+            Defaults::from_values(get("DB_BACKUP_SCHEDULE").as_deref(), get("DB_BACKUP_ON_STARTUP").as_deref())?
+                .with_keep(get("DB_BACKUP_KEEP").as_deref())?;
         let max_concurrent = match get("DB_BACKUP_MAX_CONCURRENT").filter(|s| !s.is_empty()) {
             None => 2,
             Some(v) => match v.trim().parse::<usize>() {
@@ -122,5 +123,7 @@ mod tests {
         assert_eq!(s.max_concurrent, 3);
         assert_eq!(s.zone, chrono_tz::Europe::Paris);
         assert_eq!(settings(&[]).unwrap().stop_grace, Duration::from_secs(60));
+        assert_eq!(settings(&[("DB_BACKUP_KEEP", "daily=7")]).unwrap().defaults.keep.unwrap().daily, 7);
+        assert!(settings(&[("DB_BACKUP_KEEP", "daily=x")]).unwrap_err().contains("DB_BACKUP_KEEP"));
     }
 }
