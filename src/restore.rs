@@ -60,6 +60,11 @@ pub async fn restore(
     let (archive, manifest) = choose_archive(&store, &service, req.archive.as_deref())?;
     let target = target_spec(docker, settings, discovered, &service, req.into.as_deref(), &manifest).await?;
     let archive_name = file_name(&archive);
+
+    let dir = store.service_dir(&service).map_err(|e| {
+        RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(service.as_str()).display()))
+    })?;
+    let _lock = ServiceLock::try_acquire(&dir, service.as_str()).map_err(|e| RestoreError::Refused(e.to_string()))?;
     say(format!(
         "restoring service {service} from {archive_name} ({} archive of {}, {} server {}, taken {}) into container {}",
         kind_word(manifest.kind),
@@ -69,11 +74,6 @@ pub async fn restore(
         manifest.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
         target.container.name
     ));
-
-    let dir = store.service_dir(&service).map_err(|e| {
-        RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(service.as_str()).display()))
-    })?;
-    let _lock = ServiceLock::try_acquire(&dir, service.as_str()).map_err(|e| RestoreError::Refused(e.to_string()))?;
 
     let engine = engine_for_spec(&target);
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;

@@ -95,7 +95,7 @@ fn verify_names_the_first_problem_of_a_tampered_archive_and_list_marks_it() {
     assert!(bad.stdout.contains("1 failed"), "{}", bad.stdout);
     let list = backups.run(&["list", &svc]).ok();
     assert!(list.stdout.contains("FAILED VERIFICATION"), "{}", list.stdout);
-    assert!(list.stdout.contains(&format!("{}", name_of(&good))), "{}", list.stdout);
+    assert!(list.stdout.contains(&name_of(&good)), "{}", list.stdout);
 
     // Truncated: the end-of-archive marker is missing.
     let truncated = good.with_file_name("2098-01-01T00-00-00Z.tar.gz");
