@@ -755,6 +755,27 @@ fn mariadb_password_is_in_no_argv_during_a_dump_nor_in_our_output() {
     assert!(!run.all().contains(PW), "output leaks the password:\n{}", run.all());
 }
 
+#[test]
+fn postgres_password_is_in_no_argv_during_a_restore_nor_in_our_output() {
+    const PW: &str = "argv-canary-pgr-Kw81d";
+    let svc = unique("fpgrargv");
+    let db = postgres(&svc, &[&format!("POSTGRES_PASSWORD={PW}"), SCRAM], &[]);
+    fill_pgbench(&db, PW, MEDIUM_PG_SCALE);
+    let backups = Backups::new();
+    backups.run(&["backup", &svc]).ok();
+    // Replaying a few hundred MB (COPY, then index builds) takes seconds: long enough to sample.
+    let sampler = ArgvSampler::start(&db);
+    let run = backups.run(&["restore", &svc, "--no-safety-backup"]).ok();
+    let samples = sampler.stop(&db);
+
+    let saw_restore = samples.iter().filter(|s| s.contains("psql") && s.contains("template1")).count();
+    assert!(saw_restore > 0, "no sample out of {} caught the restore's psql; samples: {samples:#?}", samples.len());
+    for s in &samples {
+        assert!(!s.contains(PW), "the password is in a process's argv:\n{s}");
+    }
+    assert!(!run.all().contains(PW), "output leaks the password:\n{}", run.all());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Restore
 // ---------------------------------------------------------------------------------------------
