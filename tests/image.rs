@@ -10,15 +10,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 use common::*;
 
 const MAX_IMAGE_BYTES: u64 = 20_000_000;
@@ -32,44 +29,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Starts a container like `Container::start` (labeled `dbb-test=<pid>`, network `none`,
-/// removed on drop) without removing other processes' containers first.
-fn start(spec: Spec) -> Container {
-    if runtime().block_on(api().inspect_image(&spec.image)).is_err() {
-        panic!("test image {} is missing: build the test images first with `scripts/build-images.sh`", spec.image);
-    }
-    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
-    labels.insert(TEST_LABEL.into(), std::process::id().to_string());
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        env: Some(spec.env.clone()),
-        labels: Some(labels),
-        cmd: spec.cmd.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        host_config: Some(HostConfig {
-            network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
-            binds: Some(spec.binds.clone()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-    let created = runtime()
-        .block_on(api().create_container(Some(options), body))
-        .unwrap_or_else(|e| panic!("creating container {}: {e}", spec.name));
-    let container = Container { name: spec.name.clone(), id: created.id };
-    runtime()
-        .block_on(api().start_container(&container.id, None::<StartContainerOptions>))
-        .unwrap_or_else(|e| panic!("starting container {}: {e}", spec.name));
-    container
-}
-
-fn require(image: &str) {
-    if runtime().block_on(api().inspect_image(image)).is_err() {
-        panic!("image {image} is missing: build the test images first with `scripts/build-images.sh`");
-    }
-}
-
 /// Like the harness's `postgres(...)`: labeled for `service`, ready for queries.
 fn pg(service: &str, env: &[&str]) -> Container {
     let mut spec = Spec::new(PG_IMAGE, &unique(&format!("dbb-pg-{service}")))
@@ -78,7 +37,7 @@ fn pg(service: &str, env: &[&str]) -> Container {
     for e in env {
         spec = spec.env(e);
     }
-    let c = start(spec);
+    let c = Container::start(spec);
     c.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
     c
 }
@@ -122,7 +81,7 @@ const FINGERPRINT: &str = "SELECT md5(string_agg(id || ':' || name, ',' ORDER BY
 
 #[test]
 fn image_is_smaller_than_20_mb() {
-    require(DB_BACKUP_IMAGE);
+    require_image(DB_BACKUP_IMAGE);
     let out = docker(&["image", "inspect", DB_BACKUP_IMAGE, "--format", "{{.Size}}"]).ok();
     let size: u64 = out.stdout.trim().parse().unwrap_or_else(|_| panic!("size: {}", out.all()));
     assert!(size < MAX_IMAGE_BYTES, "{DB_BACKUP_IMAGE} is {size} bytes; at most {MAX_IMAGE_BYTES}");
@@ -132,7 +91,7 @@ fn image_is_smaller_than_20_mb() {
 fn image_daemon_stays_up_and_backs_up_lists_and_restores_through_docker_exec() {
     let _serial = serial();
     let backups = host_root();
-    let daemon = start(
+    let daemon = Container::start(
         Spec::new(DB_BACKUP_IMAGE, &unique("dbb-img"))
             .bind("/var/run/docker.sock:/var/run/docker.sock")
             .bind(&format!("{}:/backup", backups.root().display())),
@@ -288,7 +247,7 @@ fn remove_leftover_stacks() {
 fn compose_example_backs_up_on_startup_on_demand_and_restores() {
     let _serial = serial();
     for image in [DB_BACKUP_IMAGE, "postgres:16", "mariadb:11"] {
-        require(image);
+        require_image(image);
     }
     remove_leftover_stacks();
     docker(&["tag", DB_BACKUP_IMAGE, "db-backup:latest"]).ok();
@@ -380,7 +339,7 @@ fn daemon_writes_its_status_file_without_collisions() {
     let _sleepers: Vec<Container> = services
         .iter()
         .map(|svc| {
-            start(
+            Container::start(
                 Spec::new(BASE_IMAGE, &unique("dbb-img-st"))
                     .entrypoint(&["sleep", "infinity"])
                     .label("db-backup.type", "postgres")
@@ -389,7 +348,7 @@ fn daemon_writes_its_status_file_without_collisions() {
         })
         .collect();
     let backups = host_root();
-    let daemon = start(
+    let daemon = Container::start(
         Spec::new(DB_BACKUP_IMAGE, &unique("dbb-img-st"))
             .bind("/var/run/docker.sock:/var/run/docker.sock")
             .bind(&format!("{}:/backup", backups.root().display())),

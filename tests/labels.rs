@@ -13,44 +13,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 use common::*;
-
-/// Starts a container like `Container::start` (labeled `dbb-test=<pid>`, network `none`,
-/// removed on drop) without removing other processes' containers first.
-fn start(spec: Spec) -> Container {
-    if runtime().block_on(api().inspect_image(&spec.image)).is_err() {
-        panic!("test image {} is missing: build the test images first with `scripts/build-images.sh`", spec.image);
-    }
-    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
-    labels.insert(TEST_LABEL.into(), std::process::id().to_string());
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        env: Some(spec.env.clone()),
-        labels: Some(labels),
-        cmd: spec.cmd.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        host_config: Some(HostConfig {
-            network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
-            binds: Some(spec.binds.clone()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-    let created = runtime()
-        .block_on(api().create_container(Some(options), body))
-        .unwrap_or_else(|e| panic!("creating container {}: {e}", spec.name));
-    let container = Container { name: spec.name.clone(), id: created.id };
-    runtime()
-        .block_on(api().start_container(&container.id, None::<StartContainerOptions>))
-        .unwrap_or_else(|e| panic!("starting container {}: {e}", spec.name));
-    container
-}
 
 /// A plain container that only sleeps: enough for label checks, no database needed.
 fn sleeper(slug: &str, labels: &[(String, String)]) -> Container {
@@ -58,23 +23,7 @@ fn sleeper(slug: &str, labels: &[(String, String)]) -> Container {
     for (k, v) in labels {
         spec = spec.label(k, v);
     }
-    start(spec)
-}
-
-/// Like the harness's `postgres(...)`: labeled for `service`, ready for queries.
-fn pg(service: &str, env: &[&str], labels: &[(&str, &str)]) -> Container {
-    let mut spec = Spec::new(PG_IMAGE, &unique(&format!("dbb-pg-{service}")))
-        .label("db-backup.type", "postgres")
-        .label("db-backup.service", service);
-    for e in env {
-        spec = spec.env(e);
-    }
-    for (k, v) in labels {
-        spec = spec.label(k, v);
-    }
-    let c = start(spec);
-    c.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
-    c
+    Container::start(spec)
 }
 
 /// `(label, message)` of every `error: container '<name>': label '<label>': <message>` line.
@@ -306,7 +255,7 @@ fn check_reports_every_problem_of_one_container_at_once() {
 #[test]
 fn one_bad_container_never_stops_the_backup_of_the_others() {
     let svc = unique("lblgood");
-    let good = pg(&svc, &["POSTGRES_PASSWORD=good-secret"], &[]);
+    let good = postgres(&svc, &["POSTGRES_PASSWORD=good-secret"], &[]);
     psql(&good, "postgres", "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here');");
     // Bad in several ways, claiming nothing the good one has.
     let bad = sleeper(
@@ -345,8 +294,8 @@ fn one_bad_container_never_stops_the_backup_of_the_others() {
 #[test]
 fn duplicate_service_name_refuses_both_containers_until_one_is_gone() {
     let svc = unique("lbldup");
-    let first = pg(&svc, &["POSTGRES_PASSWORD=dup-secret"], &[]);
-    let second = pg(&svc, &["POSTGRES_PASSWORD=dup-secret"], &[]);
+    let first = postgres(&svc, &["POSTGRES_PASSWORD=dup-secret"], &[]);
+    let second = postgres(&svc, &["POSTGRES_PASSWORD=dup-secret"], &[]);
     let backups = Backups::new();
 
     let refused = backups.run(&["backup", &svc]);
@@ -393,8 +342,8 @@ fn assert_backup_names_missing(backups: &Backups, svc: &str, names: &[&str]) {
 fn missing_credential_variables_fail_the_backup_naming_name_and_name_file() {
     let user_svc = unique("lblnouser");
     let pass_svc = unique("lblnopass");
-    let no_user = pg(&user_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.user-env", "DBB_ABSENT_USER")]);
-    let no_pass = pg(&pass_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.password-env", "DBB_ABSENT_PASS")]);
+    let no_user = postgres(&user_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.user-env", "DBB_ABSENT_USER")]);
+    let no_pass = postgres(&pass_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.password-env", "DBB_ABSENT_PASS")]);
     let backups = Backups::new();
     assert_backup_names_missing(&backups, &user_svc, &["DBB_ABSENT_USER"]);
     assert_backup_names_missing(&backups, &pass_svc, &["DBB_ABSENT_PASS"]);
@@ -412,7 +361,7 @@ fn missing_mariadb_password_variable_fails_the_backup_naming_name_and_name_file(
         .label("db-backup.service", &svc)
         .label("db-backup.user-env", "DBB_MY_USER")
         .label("db-backup.password-env", "DBB_ABSENT_MY_PASS");
-    let c = start(spec);
+    let c = Container::start(spec);
     c.wait_until("mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent", Duration::from_secs(90));
     let backups = Backups::new();
     assert_backup_names_missing(&backups, &svc, &["DBB_ABSENT_MY_PASS"]);
