@@ -122,10 +122,11 @@ fn image_daemon_stays_up_and_backs_up_lists_and_restores_through_docker_exec() {
 
     psql(&db, "shop", "DELETE FROM items WHERE id > 10; UPDATE items SET name = 'gone';");
     assert_ne!(psql(&db, "shop", FINGERPRINT), before);
-    let restore = exec(&["restore", &svc]).ok();
+    // The issue's own words: `docker exec db-backup restore <service>` (a link named `restore`).
+    let restore = docker(&["exec", daemon.name.as_str(), "restore", &svc]).ok();
     assert_eq!(psql(&db, "shop", FINGERPRINT), before, "restore did not bring the data back:\n{}", restore.all());
 
-    let list = exec(&["list", &svc]).ok();
+    let list = docker(&["exec", daemon.name.as_str(), "list", &svc]).ok();
     assert!(list.stdout.contains(&name_of(&archives[0])), "list does not show the archive:\n{}", list.all());
 
     let help = exec(&["--help"]).ok();
