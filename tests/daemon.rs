@@ -78,17 +78,6 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The daemon's view of one service, through `db-backup status --json` (as an operator sees it).
 fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {
     let run = backups.run(&["status", "--json"]);

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -255,69 +255,6 @@ fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `db-backup` running in the background; its output is collected as it comes. Killed if the
-/// test ends (or panics) before it has finished.
-struct Background {
-    child: Option<Child>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-}
-
-fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = from.read_to_end(&mut buf);
-        buf
-    })
-}
-
-impl Background {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning db-backup");
-        let stdout = child.stdout.take().map(drain);
-        let stderr = child.stderr.take().map(drain);
-        Background { child: Some(child), stdout, stderr }
-    }
-
-    fn running(&mut self) -> bool {
-        let child = self.child.as_mut().expect("child");
-        child.try_wait().expect("try_wait").is_none()
-    }
-
-    fn wait(mut self, timeout: Duration) -> Run {
-        let mut child = self.child.take().expect("child");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break Some(status);
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let collect = |h: Option<JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()).into_owned()
-        };
-        let run = Run { code: -1, stdout: collect(self.stdout.take()), stderr: collect(self.stderr.take()) };
-        match status {
-            Some(status) => Run { code: status.code().unwrap_or(-1), ..run },
-            None => panic!("db-backup still running after {timeout:?}; killed it. Output:\n{}", run.all()),
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -34,17 +34,6 @@ const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(180);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn partials(b: &Backups, service: &str) -> Vec<PathBuf> {
     b.files(service).into_iter().filter(|p| name_of(p).ends_with(".partial")).collect()
@@ -115,75 +104,6 @@ fn container_processes(db: &Container) -> String {
         String::from_utf8_lossy(&ps.stdout),
         String::from_utf8_lossy(&sessions.stdout)
     )
-}
-
-fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = from.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// `db-backup` running in the background, its output collected as it comes; killed if the test
-/// ends first.
-struct Background {
-    child: Option<Child>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl Background {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning db-backup");
-        let stdout = child.stdout.take().map(drain);
-        let stderr = child.stderr.take().map(drain);
-        Background { child: Some(child), stdout, stderr }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.as_mut().expect("child").try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGKILL now; how it ended and what it had printed.
-    fn kill9(mut self) -> (ExitStatus, Run) {
-        let mut child = self.child.take().expect("child");
-        child.kill().expect("SIGKILL");
-        let status = child.wait().expect("wait");
-        (status, self.output(status.code().unwrap_or(-1)))
-    }
-
-    fn wait(mut self, timeout: Duration) -> Run {
-        let mut child = self.child.take().expect("child");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return self.output(status.code().unwrap_or(-1));
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("db-backup still running after {timeout:?}; killed it. Output:\n{}", self.output(-1).all());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn output(&mut self, code: i32) -> Run {
-        let collect = |h: Option<JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()).into_owned()
-        };
-        Run { code, stdout: collect(self.stdout.take()), stderr: collect(self.stderr.take()) }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Label that scopes a daemon (`DB_BACKUP_SCOPE=dbb-scope=<value>`) to one test's containers, so

@@ -7,9 +7,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -379,4 +381,85 @@ pub fn assert_standard_tar_gz(path: &Path) -> Vec<String> {
     let tar = Command::new("tar").arg("-tzf").arg(path).output().expect("tar");
     assert!(tar.status.success(), "tar -tzf {}: {}", path.display(), String::from_utf8_lossy(&tar.stderr));
     String::from_utf8_lossy(&tar.stdout).lines().map(str::to_string).collect()
+}
+
+/// Polls `probe` until it yields a value; panics after `timeout`, naming what it waited for.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = from.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// `db-backup` running in the background, its output collected as it comes; killed if the test
+/// ends first.
+pub struct Background {
+    pub child: Option<Child>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Background {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning db-backup");
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        Background { child: Some(child), stdout, stderr }
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().expect("child").try_wait().expect("try_wait").is_none()
+    }
+
+    /// SIGKILL now; how it ended and what it had printed.
+    pub fn kill9(mut self) -> (ExitStatus, Run) {
+        let mut child = self.child.take().expect("child");
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait");
+        (status, self.output(status.code().unwrap_or(-1)))
+    }
+
+    pub fn wait(mut self, timeout: Duration) -> Run {
+        let mut child = self.child.take().expect("child");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return self.output(status.code().unwrap_or(-1));
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("db-backup still running after {timeout:?}; killed it. Output:\n{}", self.output(-1).all());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn output(&mut self, code: i32) -> Run {
+        let collect = |h: Option<JoinHandle<Vec<u8>>>| {
+            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()).into_owned()
+        };
+        Run { code, stdout: collect(self.stdout.take()), stderr: collect(self.stderr.take()) }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
