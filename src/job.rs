@@ -130,7 +130,7 @@ pub async fn backup_locked(
     let archive = Store::new_archive_path(&dir, kind, started_at);
     let partial = partial_of(&archive);
     let writer = ArchiveWriter::create_with_encoder(&partial, level, crate::compress::PARALLEL_GZIP)?;
-    let sink = ArchiveSink::start(writer);
+    let mut sink = ArchiveSink::start(writer);
     let work = async {
         let mut entries = Vec::new();
         let mut bytes_in = 0;
@@ -305,7 +305,7 @@ impl ArchiveSink {
 
     /// Streams one entry: `produce` gets the data sender and its result is returned with the
     /// entry's info and tail once the writer has finished the entry.
-    async fn stream_entry<F, Fut, T>(&self, name: &str, produce: F) -> Result<(T, EntryInfo, Vec<u8>), BackupError>
+    async fn stream_entry<F, Fut, T>(&mut self, name: &str, produce: F) -> Result<(T, EntryInfo, Vec<u8>), BackupError>
     where
         F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
         Fut: std::future::Future<Output = T>,
@@ -340,10 +340,18 @@ impl ArchiveSink {
         }
     }
 
-    async fn writer_gone(&self) -> BackupError {
-        BackupError::Io {
-            context: "the archive writer".into(),
-            source: std::io::Error::other("stopped unexpectedly; see the error logged before"),
+    /// The writer thread has ended without answering: its own result says why.
+    async fn writer_gone(&mut self) -> BackupError {
+        match (&mut self.thread).await {
+            Ok(Err(e)) => e.into(),
+            Ok(Ok(_)) => BackupError::Io {
+                context: "the archive writer".into(),
+                source: std::io::Error::other("finished before the backup did"),
+            },
+            Err(e) => BackupError::Io {
+                context: "the archive writer thread".into(),
+                source: std::io::Error::other(e.to_string()),
+            },
         }
     }
 }

@@ -194,7 +194,7 @@ pub(crate) enum Otherwise<'a> {
     Fail(&'a str),
 }
 
-/// The last non-blank line of a dump tail, as text.
+/// The lines of a dump's tail, as text, trailing whitespace trimmed.
 pub(crate) fn lines_of(tail: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(tail).lines().map(|l| l.trim_end().to_string()).collect()
 }

@@ -120,7 +120,7 @@ impl Engine for Mongo {
                     EntryRole::Database { database } => (format!("database {database}"), " --restoreDbUsersAndRoles"),
                     other => return Err(format!("a mongo archive cannot hold a {other:?} entry ({})", entry.name)),
                 };
-                // stdin carries the archive, so the config comes on fd 3.
+                // stdin carries the archive: it moves to fd 4, and the config comes through the pipe.
                 let body = format!(
                     "exec 4<&0\ndbb_cfg | mongorestore $dbb_auth --config=/dev/stdin --archive=/dev/fd/4 --drop{extra}\n"
                 );
