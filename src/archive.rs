@@ -22,7 +22,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
@@ -523,7 +522,7 @@ pub struct Scan {
 /// This walks the 512-byte tar blocks itself (parsing them with `tar::Header`) instead of using
 /// `tar::Archive`: that one treats end-of-file as a valid end of archive, and silently consumes
 /// pax and long-link headers.
-pub fn for_each_entry<R: Read>(
+pub fn for_each_entry<R: Read + Send>(
     input: R,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
@@ -660,13 +659,21 @@ fn corrupt(label: &str, what: String) -> Failure {
     Failure::Final(ArchiveError::Corrupt(format!("{label} {what}")))
 }
 
-/// The tar block loop over the decompressed stream.
-fn walk<R: Read>(
+/// Walks the archive, decompressing its gzip members on every core.
+fn walk<R: Read + Send>(
     source: &mut SourceReader<R>,
+    label: &str,
+    visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<(), Failure> {
+    crate::gunzip::with_parallel_gunzip(source, crate::compress::threads(), |stream| walk_stream(stream, label, visit))
+}
+
+/// The tar block loop over the decompressed stream.
+fn walk_stream(
+    mut stream: &mut dyn Read,
     label: &str,
     mut visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    let mut stream = MultiGzDecoder::new(source);
     let mut long_name: Option<String> = None;
     let mut last: Option<String> = None;
     let mut block = [0u8; BLOCK];

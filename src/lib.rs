@@ -11,7 +11,8 @@
 //!   never run anything themselves.
 //! - [`job`] is one backup run, step by step; [`restore`] is one restore, step by step;
 //!   [`verify`] proves an archive whole.
-//! - [`archive`] writes and reads the streaming `.tar.gz`; [`manifest`] describes its content;
+//! - [`archive`] writes and reads the streaming `.tar.gz`, whose gzip members [`compress`] and
+//!   [`gunzip`] compress and decompress on every core; [`manifest`] describes its content;
 //!   [`store`] lays archives out on disk; [`lock`] keeps runs of one service apart.
 
 pub mod archive;
@@ -23,6 +24,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod docker;
 pub mod engine;
+pub mod gunzip;
 pub mod job;
 pub mod labels;
 pub mod lock;

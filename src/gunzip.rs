@@ -1,0 +1,436 @@
+//! Reads a sequence of gzip members on every core, in order, as one stream.
+//!
+//! The archive's data members come from [`crate::compress`]: gzp's Mgzip, whose header carries
+//! the member's total length (extra subfield `IG`), so members can be cut out of the input
+//! without inflating them and decompressed in parallel with libdeflate, which checks each
+//! member's CRC32 and length. Any other member (the archive's small header members, or an archive
+//! that is one long member) is inflated in order on the splitting thread, in bounded chunks.
+//!
+//! ```text
+//! source ──▶ splitter ──(member, reply)──▶ workers (libdeflate) ──▶ reply
+//!               └────────(pieces, in archive order)──────────────────▶ reader
+//! ```
+//!
+//! Memory stays bounded: at most `2 × threads` members wait for a worker, and at most
+//! `4 × threads` pieces wait for the reader.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+/// Largest Mgzip member accepted (gzp writes 128 KiB blocks; anything near this is not ours).
+const MAX_MEMBER_LEN: usize = 64 << 20;
+/// Largest decompressed size of one Mgzip member accepted.
+const MAX_MEMBER_OUT: usize = 64 << 20;
+/// Pieces handed to the reader when a member is inflated in order.
+const STREAM_PIECE_LEN: usize = 256 << 10;
+const SOURCE_BUFFER_LEN: usize = 256 << 10;
+const FEXTRA: u8 = 4;
+
+/// Runs `consume` with a reader of the decompressed `source`, decompressing on `threads` worker
+/// threads. The threads end before this returns, also when `consume` stops reading early.
+pub fn with_parallel_gunzip<R: Read + Send, T>(
+    source: R,
+    threads: usize,
+    consume: impl FnOnce(&mut dyn Read) -> T,
+) -> T {
+    let threads = threads.max(1);
+    std::thread::scope(|scope| {
+        let (jobs, job_queue) = sync_channel::<Job>(threads * 2);
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        for _ in 0..threads {
+            let queue = Arc::clone(&job_queue);
+            scope.spawn(move || decompress_members(&queue));
+        }
+        let (pieces, piece_queue) = sync_channel::<Piece>(threads * 4);
+        scope.spawn(move || split_members(source, &jobs, &pieces));
+        let mut reader = InOrder { pieces: piece_queue, current: Vec::new(), pos: 0, done: false };
+        let out = consume(&mut reader);
+        // Closing the piece queue stops the splitter, which closes the job queue, which stops the workers.
+        drop(reader);
+        out
+    })
+}
+
+/// One Mgzip member cut out of the input, and where its result goes.
+struct Job {
+    member: Vec<u8>,
+    offset: u64,
+    reply: SyncSender<io::Result<Vec<u8>>>,
+}
+
+enum Piece {
+    Ready(io::Result<Vec<u8>>),
+    Pending(Receiver<io::Result<Vec<u8>>>),
+}
+
+fn decompress_members(queue: &Mutex<Receiver<Job>>) {
+    let mut decompressor = libdeflater::Decompressor::new();
+    loop {
+        // The lock is held only while waiting for the next job, never while decompressing.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let result = inflate_member(&mut decompressor, &job.member, job.offset);
+        // The reader may have stopped early: nobody to tell.
+        let _ = job.reply.send(result);
+    }
+}
+
+fn inflate_member(decompressor: &mut libdeflater::Decompressor, member: &[u8], offset: u64) -> io::Result<Vec<u8>> {
+    let isize_field = member.len().checked_sub(4).and_then(|at| member.get(at..)).unwrap_or_default();
+    let declared = match <[u8; 4]>::try_from(isize_field) {
+        Ok(bytes) => u32::from_le_bytes(bytes) as usize,
+        Err(_) => return Err(invalid(format!("gzip member at byte {offset} is too short"))),
+    };
+    if declared > MAX_MEMBER_OUT {
+        return Err(invalid(format!(
+            "gzip member at byte {offset} declares {declared} bytes, more than {MAX_MEMBER_OUT} allowed for a block"
+        )));
+    }
+    let mut out = vec![0u8; declared];
+    match decompressor.gzip_decompress(member, &mut out) {
+        Ok(n) if n == declared => Ok(out),
+        Ok(n) => Err(invalid(format!("gzip member at byte {offset} holds {n} bytes, not the {declared} it declares"))),
+        Err(libdeflater::DecompressionError::BadData) => {
+            Err(invalid(format!("gzip member at byte {offset} is corrupt (bad deflate data, CRC or length)")))
+        }
+        Err(libdeflater::DecompressionError::InsufficientSpace) => {
+            Err(invalid(format!("gzip member at byte {offset} holds more than the {declared} bytes it declares")))
+        }
+    }
+}
+
+/// Cuts the input into members: Mgzip members go to the workers, others are inflated here.
+fn split_members<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender<Piece>) {
+    let mut input = Counted { inner: BufReader::with_capacity(SOURCE_BUFFER_LEN, source), offset: 0 };
+    loop {
+        let offset = input.offset;
+        let step = match read_member_start(&mut input) {
+            Ok(None) => return,
+            Ok(Some(start)) => match start.total_len {
+                Some(total) => cut_member(&mut input, start.head, total, offset).map(|member| (member, offset)),
+                None => {
+                    if !inflate_in_order(&mut input, start.head, pieces) {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok((member, offset)) => {
+                let (reply, answer) = sync_channel(1);
+                if pieces.send(Piece::Pending(answer)).is_err() || jobs.send(Job { member, offset, reply }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = pieces.send(Piece::Ready(Err(e)));
+                return;
+            }
+        }
+    }
+}
+
+/// The bytes of a member's header read so far, and its total length when it is an Mgzip member.
+struct MemberStart {
+    head: Vec<u8>,
+    total_len: Option<usize>,
+}
+
+/// Reads a member's fixed header (and extra field); `None` at a clean end of input.
+fn read_member_start(input: &mut Counted<impl BufRead>) -> io::Result<Option<MemberStart>> {
+    let mut head = vec![0u8; 10];
+    if !read_all_or_nothing(input, &mut head)? {
+        return Ok(None);
+    }
+    if head[..3] != [0x1f, 0x8b, 8] {
+        return Err(invalid(format!("no gzip member starts at byte {}", input.offset - 10)));
+    }
+    if head[3] & FEXTRA == 0 {
+        return Ok(Some(MemberStart { head, total_len: None }));
+    }
+    let mut xlen = [0u8; 2];
+    input.read_exact(&mut xlen)?;
+    head.extend_from_slice(&xlen);
+    let mut extra = vec![0u8; usize::from(u16::from_le_bytes(xlen))];
+    input.read_exact(&mut extra)?;
+    head.extend_from_slice(&extra);
+    let total_len = mgzip_block_size(&extra).map(|n| n as usize);
+    Ok(Some(MemberStart { head, total_len }))
+}
+
+/// The `IG` subfield of gzp's Mgzip: the whole member's length, header and trailer included.
+fn mgzip_block_size(mut extra: &[u8]) -> Option<u32> {
+    while extra.len() >= 4 {
+        let len = usize::from(u16::from_le_bytes([extra[2], extra[3]]));
+        let data = extra.get(4..4 + len)?;
+        if extra[..2] == *b"IG" && len == 4 {
+            return Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+        }
+        extra = &extra[4 + len..];
+    }
+    None
+}
+
+fn cut_member(input: &mut Counted<impl BufRead>, head: Vec<u8>, total: usize, offset: u64) -> io::Result<Vec<u8>> {
+    if total < head.len() + 8 || total > MAX_MEMBER_LEN {
+        return Err(invalid(format!("gzip member at byte {offset} has an impossible block size {total}")));
+    }
+    let mut member = head;
+    let have = member.len();
+    member.resize(total, 0);
+    input.read_exact(&mut member[have..])?;
+    Ok(member)
+}
+
+/// Inflates a member without a known length, handing its bytes over in pieces; `false` when the
+/// reader is gone or the member was bad (its error has been handed over).
+fn inflate_in_order<R: BufRead>(input: &mut Counted<R>, head: Vec<u8>, pieces: &SyncSender<Piece>) -> bool {
+    let mut decoder = flate2::bufread::GzDecoder::new(io::Cursor::new(head).chain(&mut *input));
+    loop {
+        let mut piece = vec![0u8; STREAM_PIECE_LEN];
+        match read_up_to(&mut decoder, &mut piece) {
+            Ok(0) => return true,
+            Ok(n) => {
+                piece.truncate(n);
+                if pieces.send(Piece::Ready(Ok(piece))).is_err() {
+                    return false;
+                }
+            }
+            Err(e) => {
+                let _ = pieces.send(Piece::Ready(Err(e)));
+                return false;
+            }
+        }
+    }
+}
+
+/// Fills `buf` as far as the stream goes; the count is short only at its end.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// `Ok(false)` when the input ends before the first byte, an error when it ends after it.
+fn read_all_or_nothing(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match read_up_to(input, buf)? {
+        0 => Ok(false),
+        n if n == buf.len() => Ok(true),
+        _ => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// The input with the offset of the next byte, for error messages.
+struct Counted<R> {
+    inner: R,
+    offset: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.offset += amt as u64;
+        self.inner.consume(amt);
+    }
+}
+
+/// The decompressed stream, piece by piece in input order.
+struct InOrder {
+    pieces: Receiver<Piece>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl InOrder {
+    /// Moves to the next non-empty piece; `false` at the end of the stream.
+    fn advance(&mut self) -> io::Result<bool> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(false);
+            }
+            let next = match self.pieces.recv() {
+                Ok(Piece::Ready(result)) => result,
+                Ok(Piece::Pending(answer)) => {
+                    answer.recv().unwrap_or_else(|_| Err(io::Error::other("a decompression thread stopped")))
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(false);
+                }
+            };
+            match next {
+                Ok(piece) => {
+                    self.current = piece;
+                    self.pos = 0;
+                }
+                Err(e) => {
+                    // An error ends the stream: later pieces must not be mistaken for what follows.
+                    self.done = true;
+                    self.current.clear();
+                    self.pos = 0;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for InOrder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || !self.advance()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn mgzip(data: &[u8]) -> Vec<u8> {
+        use gzp::{par::compress::ParCompressBuilder, ZWriter};
+        let file = tempfile::tempfile().unwrap();
+        let mut w = ParCompressBuilder::<gzp::deflate::Mgzip>::new()
+            .num_threads(2)
+            .unwrap()
+            .compression_level(gzp::Compression::new(6))
+            .from_writer(file.try_clone().unwrap());
+        w.write_all(data).unwrap();
+        w.finish().unwrap();
+        let mut out = Vec::new();
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).unwrap();
+        file.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn plain_gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn text(len: usize, seed: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut i = seed;
+        while out.len() < len {
+            i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            out.extend_from_slice(format!("{i}\trow {}\t{:x}\n", i % 1000, i).as_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn read_all(input: &[u8], threads: usize) -> io::Result<Vec<u8>> {
+        with_parallel_gunzip(input, threads, |r| {
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        })
+    }
+
+    #[test]
+    fn mixed_members_come_out_in_order() {
+        let a = text(3 << 20, 1);
+        let b = text(1000, 2);
+        let c = text(700 << 10, 3);
+        let mut input = mgzip(&a);
+        input.extend(plain_gzip(&b));
+        input.extend(mgzip(&c));
+        input.extend(plain_gzip(b""));
+        let expected = [a, b, c].concat();
+        for threads in [1, 2, 4] {
+            assert_eq!(read_all(&input, threads).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn a_long_plain_member_is_streamed_in_pieces() {
+        let data = text(2 << 20, 9);
+        assert_eq!(read_all(&plain_gzip(&data), 2).unwrap(), data);
+    }
+
+    #[test]
+    fn empty_input_is_an_empty_stream() {
+        assert_eq!(read_all(&[], 2).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_mgzip_member_is_invalid_data() {
+        let data = text(1 << 20, 4);
+        let mut input = mgzip(&data);
+        let at = input.len() / 2;
+        input[at] ^= 0x55;
+        let err = read_all(&input, 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn truncation_anywhere_is_an_error() {
+        let mut input = mgzip(&text(300 << 10, 5));
+        input.extend(plain_gzip(b"tail"));
+        for cut in [1, 9, 15, 100, input.len() / 2, input.len() - 30, input.len() - 1] {
+            assert!(read_all(&input[..cut], 2).is_err(), "cut at {cut} was accepted");
+        }
+    }
+
+    #[test]
+    fn garbage_between_members_is_invalid_data() {
+        let mut input = mgzip(&text(10_000, 6));
+        input.extend_from_slice(b"not gzip at all");
+        let err = read_all(&input, 2).unwrap_err();
+        assert!(err.to_string().contains("no gzip member starts at byte"), "{err}");
+    }
+
+    #[test]
+    fn an_impossible_block_size_is_refused() {
+        let mut input = mgzip(&text(10_000, 7));
+        input[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = read_all(&input, 2).unwrap_err();
+        assert!(err.to_string().contains("impossible block size"), "{err}");
+    }
+
+    #[test]
+    fn stopping_early_ends_every_thread() {
+        let input = mgzip(&text(8 << 20, 8));
+        let first = with_parallel_gunzip(&input[..], 2, |r| {
+            let mut buf = [0u8; 10];
+            r.read_exact(&mut buf).map(|_| buf)
+        });
+        assert!(first.is_ok());
+    }
+}
