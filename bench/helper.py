@@ -112,6 +112,7 @@ METHODS = [
     ("shell", "(3) docker exec … \\| gzip -6 > file"),
     ("dbb", "(4) db-backup backup"),
     ("dbb2x", "(4) db-backup backup, dataset doubled"),
+    ("dbbl", "(4L) db-backup backup at DB_BACKUP_GZIP_LEVEL=L"),
     ("rshell", "(5) gunzip -c file \\| docker exec -i … (restore baseline)"),
     ("rdbb", "(5) db-backup restore --no-safety-backup"),
 ]
@@ -137,8 +138,45 @@ def fmt_mib(kib):
     return "—" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
+def method_label(label, glob):
+    return label.replace("LEVEL=L", f"LEVEL={glob.get('level_too', ['?'])[-1]}").replace("(4L)", "(4′)")
+
+
+def cpu_table(ds, cpu, medians, glob):
+    """Where the time goes: CPU seconds per part of the machine during each method (medians)."""
+    cores = int(glob.get("cores", ["0"])[-1]) or None
+    rows = []
+    for key, label in METHODS:
+        label = method_label(label, glob)
+        samples = cpu.get((ds, key))
+        if not samples or key not in medians:
+            continue
+        db = med([s[0] for s in samples if s[0] is not None])
+        engine = med([s[1] for s in samples])
+        own = med([s[2] for s in samples])
+        machine = med([s[3] for s in samples])
+        known = (db or 0) + engine + own
+        rest = max(machine - known, 0.0)
+        wall = medians[key][0]
+        busy = f"{machine / wall:.2f}" if wall > 0 else "—"
+        dbt = "—" if db is None else f"{db:.1f}"
+        rows.append(f"| {label} | {wall:.2f} | {dbt} | {engine:.1f} | {own:.1f} | {rest:.1f} | {machine:.1f} | {busy} |")
+    if not rows:
+        return []
+    out = ["CPU seconds used during each method (medians): the database container (server and dump tool), "
+           "the Docker engine (dockerd, containerd, shims: they carry the exec stream), the host command "
+           "(db-backup, or the docker CLI and gzip), and the rest of the machine (kernel, page cache "
+           f"writeback, other processes). Busy cores = machine CPU ÷ wall{f'; this machine has {cores}' if cores else ''}.",
+           "",
+           "| method | wall s | database | Docker engine | command | rest | machine | busy cores |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out.extend(rows)
+    out.append("")
+    return out
+
+
 def report(results_path, md_path):
-    meas, info, glob = {}, {}, {}
+    meas, info, glob, cpu = {}, {}, {}, {}
     with open(results_path) as f:
         for line in f:
             cols = line.rstrip("\n").split("\t")
@@ -146,6 +184,10 @@ def report(results_path, md_path):
                 _, ds, m, run, wall, rss, size = cols
                 meas.setdefault((ds, m), []).append(
                     (float(wall), int(rss) if rss else None, int(size) if size else None))
+            elif cols[0] == "C":
+                _, ds, m, run, db, engine, own, machine = cols
+                cpu.setdefault((ds, m), []).append(
+                    (None if db == "-" else float(db), float(engine), float(own), float(machine)))
             elif cols[0] == "I":
                 info.setdefault(cols[1], {})[cols[2]] = cols[3]
             elif cols[0] == "G":
@@ -187,6 +229,7 @@ def report(results_path, md_path):
         out.append("|---|---:|---:|---:|---:|")
         medians = {}
         for key, label in METHODS:
+            label = method_label(label, glob)
             rows = meas.get((ds, key))
             if not rows:
                 continue
@@ -200,6 +243,7 @@ def report(results_path, md_path):
             walltxt = f"{wall:.2f}" + (f" ({allw})" if allw else "")
             out.append(f"| {label} | {walltxt} | {mbs} | {fmt_mib(rss)} | {fmt_bytes(size)} |")
         out.append("")
+        out.extend(cpu_table(ds, cpu, medians, glob))
         if plain and "shell" in medians and medians["shell"][2]:
             out.append(f"gzip -6 ratio of the plain dump: {plain / medians['shell'][2]:.2f}×")
             out.append("")
@@ -250,6 +294,15 @@ def report(results_path, md_path):
             check("peak RSS when the dump doubles", f"{fmt_mib(a)} → {fmt_mib(b)}", "unchanged (≤ +10 %)", ok)
             check("peak RSS of the doubled dump", fmt_mib(b), "≤ 32 MiB", b <= 32 * 1024,
                   int(inf.get("plain_bytes_2x", 0)) >= 1e9)
+        if "dbbl" in medians:
+            level = g1("level_too", "?")
+            for base, name in (("cli", "(2) CLI stream"), ("shell", "(3) shell gzip")):
+                r = ratio("dbbl", base)
+                if r is not None:
+                    check(f"backup at level {level} ÷ {name}", f"{r:.2f}", "—", True, False)
+            if medians["dbbl"][2] and "shell" in medians and medians["shell"][2]:
+                d = medians["dbbl"][2] / medians["shell"][2] - 1
+                check(f"archive at level {level} vs gzip -6", f"{d * 100:+.1f} %", "—", True, False)
         if lines:
             out.append("| ratio / check | value | target | |")
             out.append("|---|---:|---|---|")

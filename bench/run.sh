@@ -16,6 +16,8 @@
 #                DB_BACKUP_SCOPE, or bench/helper.py's label-filtering proxy for binaries without
 #                it); it then also sees every other labeled container on the engine
 # --keep         keep the work directory (dumps, archives, logs) and print its path
+# --level-too N  also run db-backup with DB_BACKUP_GZIP_LEVEL=N on every dataset (method (4L)):
+#                what a lower level buys in time and costs in size
 #
 # Needs: Docker with the local test images (scripts/build-images.sh), cargo, python3, and
 # /usr/bin/time, gzip, jq (installed with apt-get when missing and running as root).
@@ -34,6 +36,7 @@ DOUBLE=1
 BUILD=1
 DIRECT=0
 KEEP=0
+LEVEL_TOO=""
 IDLE_N=50
 PGBENCH_S=""
 ALL_PARTS=(realistic pgbench mariadb idle latency)
@@ -69,6 +72,7 @@ while [ $# -gt 0 ]; do
 		--no-build) BUILD=0; shift ;;
 		--direct) DIRECT=1; shift ;;
 		--keep) KEEP=1; shift ;;
+		--level-too) [ $# -ge 2 ] || die "--level-too needs a value"; LEVEL_TOO="$2"; shift 2 ;;
 		-h|--help) usage; exit 0 ;;
 		*) usage >&2; die "unknown argument: $1" ;;
 	esac
@@ -76,6 +80,7 @@ done
 [[ "$SCALE" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]] && awk -v s="$SCALE" 'BEGIN { exit !(s > 0) }' \
 	|| die "--scale must be a positive number, got '$SCALE'"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
+[ -z "$LEVEL_TOO" ] || [[ "$LEVEL_TOO" =~ ^[0-9]$ ]] || die "--level-too must be a gzip level from 0 to 9, got '$LEVEL_TOO'"
 [[ "$IDLE_N" =~ ^[1-9][0-9]*$ ]] || die "--idle-containers must be a positive integer, got '$IDLE_N'"
 [ -z "$PGBENCH_S" ] || [[ "$PGBENCH_S" =~ ^[1-9][0-9]*$ ]] || die "--pgbench-s must be a positive integer"
 [ ${#ONLY[@]} -gt 0 ] || ONLY=("${ALL_PARTS[@]}")
@@ -107,7 +112,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
 		|| die "apt-get install ${missing[*]} failed"
 fi
-/usr/bin/time -v true 2>&1 | grep -q 'Maximum resident set size' || die "/usr/bin/time is not GNU time (no -v)"
+# Captured first: `grep -q` stops reading at the match, and under pipefail time's SIGPIPE would fail the check.
+time_says=$(/usr/bin/time -v true 2>&1 || true)
+grep -q 'Maximum resident set size' <<< "$time_says" || die "/usr/bin/time is not GNU time (no -v)"
 
 need_image() {
 	docker image inspect "$1" >/dev/null 2>&1 \
@@ -170,16 +177,49 @@ info() { printf 'I\t%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }   # dataset ke
 global() { printf 'G\t%s\t%s\n' "$1" "$2" >> "$RESULTS"; }          # key value
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
+# --- CPU accounting: where the time goes ---------------------------------------------------------
+# Seconds of CPU, read before and after each measurement: the database container's cgroup (the
+# server and every process `docker exec` starts in it), the Docker engine's processes (dockerd,
+# containerd and the containerd shims, which carry every exec stream), and the whole machine.
+CLK_TCK=$(getconf CLK_TCK)
+CPU_CONTAINER="" # full id of the container being measured
+
+container_cpu_s() {
+	local id="$1" f
+	for f in "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" "/sys/fs/cgroup/cpu,cpuacct/docker/$id/cpuacct.usage"; do
+		[ -r "$f" ] && { awk '{ printf "%.3f", $1 / 1e9 }' "$f"; return; }
+	done
+	for f in "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" "/sys/fs/cgroup/docker/$id/cpu.stat"; do
+		[ -r "$f" ] && { awk '$1 == "usage_usec" { printf "%.3f", $2 / 1e6 }' "$f"; return; }
+	done
+	echo ""
+}
+engine_cpu_s() {
+	local p
+	for p in $(pgrep -x 'dockerd|containerd|containerd-shim' || true); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+		awk -v t="$CLK_TCK" '{ sub(/^.*\) /, ""); s += $12 + $13 } END { printf "%.3f", s / t }'
+}
+machine_cpu_s() { awk -v t="$CLK_TCK" '$1 == "cpu" { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit }' /proc/stat; }
+cpu_snapshot() {
+	local db=""
+	[ -z "$CPU_CONTAINER" ] || db=$(container_cpu_s "$CPU_CONTAINER")
+	printf '%s %s %s' "${db:--}" "$(engine_cpu_s)" "$(machine_cpu_s)"
+}
+
 # measure DATASET METHOD RUN OUTPUT_FILE|- COMMAND…
 # Runs COMMAND under /usr/bin/time -v, stdout to /dev/null, stderr to $WORK/last.err; records
-# wall seconds, peak RSS (KiB) of the largest process and the size of OUTPUT_FILE.
+# wall seconds, peak RSS (KiB) of the largest process and the size of OUTPUT_FILE, and the CPU
+# seconds used meanwhile by the database container, the Docker engine, the command itself (with
+# its children: docker CLI, gzip) and the whole machine.
 measure() {
 	local ds="$1" method="$2" run="$3" output="$4"
 	shift 4
-	local t0 t1 rc=0
+	local t0 t1 rc=0 cpu0 cpu1
+	cpu0=$(cpu_snapshot)
 	t0=$EPOCHREALTIME
 	/usr/bin/time -v -o "$WORK/last.time" "$@" > /dev/null 2> "$WORK/last.err" || rc=$?
 	t1=$EPOCHREALTIME
+	cpu1=$(cpu_snapshot)
 	if [ "$rc" != 0 ]; then
 		log "$ds/$method run $run failed (exit $rc): $*"
 		tail -n 20 "$WORK/last.err" >&2
@@ -189,6 +229,14 @@ measure() {
 	wall=$(elapsed "$t0" "$t1")
 	rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/last.time")
 	[ "$output" = - ] || size=$(stat -c %s "$output")
+	local own
+	own=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.3f", s }' "$WORK/last.time")
+	# C dataset method run database engine command machine (CPU seconds; "-" when unknown)
+	awk -v a="$cpu0" -v b="$cpu1" -v own="$own" -v pre="C\t$ds\t$method\t$run" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		db = (x[1] == "-" || y[1] == "-") ? "-" : sprintf("%.3f", y[1] - x[1])
+		printf "%s\t%s\t%.3f\t%s\t%.3f\n", pre, db, y[2] - x[2], own, y[3] - x[3] }' >> "$RESULTS"
+	# The M line comes last: callers append the output's size to it.
 	printf 'M\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$method" "$run" "$wall" "$rss" "$size" >> "$RESULTS"
 	log "  $ds $method #$run: ${wall} s, peak RSS $((rss / 1024)) MiB${size:+, output $size bytes}"
 }
@@ -297,6 +345,8 @@ bench_dataset() {
 			;;
 	esac
 	local gz="$WORK/$ds.sql.gz"
+	CPU_CONTAINER=$(docker inspect -f '{{.Id}}' "$c")
+	[ -n "$(container_cpu_s "$CPU_CONTAINER")" ] || log "warning: no CPU accounting for $c (cgroup not found): the database column stays empty"
 
 	# Warm-up (page cache) that also measures the plain dump size; the dump must succeed.
 	local plain
@@ -306,7 +356,7 @@ bench_dataset() {
 
 	local r m
 	for ((r = 1; r <= RUNS; r++)); do
-		for m in own cli shell dbb; do
+		for m in own cli shell ${LEVEL_TOO:+dbbl} dbb; do
 			settle "$engine" "$c"
 			case "$m" in
 				own) measure "$ds" own "$r" - docker exec "$c" sh -c '"$@" > /dev/null' sh "${dump[@]}" ;;
@@ -315,9 +365,11 @@ bench_dataset() {
 					measure "$ds" shell "$r" "$gz" bash -o pipefail -c 'c="$1" out="$2"; shift 2; docker exec "$c" "$@" | gzip -6 > "$out"' \
 						bash "$c" "$gz" "${dump[@]}"
 					;;
-				dbb)
+				dbb | dbbl)
 					rm -f "$ROOT/$svc"/*.tar.gz
-					measure "$ds" dbb "$r" - env DB_BACKUP_ROOT="$ROOT" "$BIN" backup "$svc"
+					local level=6
+					[ "$m" = dbb ] || level=$LEVEL_TOO
+					measure "$ds" "$m" "$r" - env DB_BACKUP_ROOT="$ROOT" DB_BACKUP_GZIP_LEVEL="$level" "$BIN" backup "$svc"
 					local a
 					a=$(newest_archive "$svc")
 					[ -n "$a" ] || die "$ds: db-backup backup made no archive"
@@ -537,7 +589,9 @@ DATE="$(date -u +%Y-%m-%d)"
 global date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 global command "$CMDLINE"
 global runs "$RUNS"
+[ -z "$LEVEL_TOO" ] || global level_too "$LEVEL_TOO"
 global machine "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+global cores "$(nproc)"
 global engine "$(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
 global version "$("$BIN" --version 2>/dev/null | awk '{ print $2 }') at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+local changes')"
 global binary "target/release/db-backup, $(stat -c %s "$BIN") bytes"
@@ -559,11 +613,13 @@ fi
 global note "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). The whole run took $(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s."
 awk -v s="$SCALE" 'BEGIN { exit !(s < 1) }' && global note "Scale $SCALE: dumps are smaller than the issue's 1 GB; the 1 GB targets are indicative only."
 
+# results-<date>.md for the full benchmark; otherwise the options that differ are in the name.
 variant=""
-if awk -v s="$SCALE" 'BEGIN { exit !(s != 1) }' || [ ${#ONLY[@]} -ne ${#ALL_PARTS[@]} ] || [ "$RUNS" -lt 2 ]; then
-	variant="-smoke-scale$SCALE-runs$RUNS"
-	[ ${#ONLY[@]} -eq ${#ALL_PARTS[@]} ] || variant+="-$(IFS=-; echo "${ONLY[*]}")"
-fi
+awk -v s="$SCALE" 'BEGIN { exit !(s < 1) }' && variant+="-smoke"
+awk -v s="$SCALE" 'BEGIN { exit !(s != 1) }' && variant+="-scale$SCALE"
+[ "$RUNS" -ge 2 ] || variant+="-runs$RUNS"
+[ -z "$LEVEL_TOO" ] || variant+="-level$LEVEL_TOO"
+[ ${#ONLY[@]} -eq ${#ALL_PARTS[@]} ] || variant+="-$(IFS=-; echo "${ONLY[*]}")"
 MD="$HERE/results-$DATE$variant.md"
 echo
 python3 "$HERE/helper.py" report "$RESULTS" "$MD"
