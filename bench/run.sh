@@ -80,7 +80,7 @@ done
 [[ "$SCALE" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]] && awk -v s="$SCALE" 'BEGIN { exit !(s > 0) }' \
 	|| die "--scale must be a positive number, got '$SCALE'"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
-[ -z "$LEVEL_TOO" ] || [[ "$LEVEL_TOO" =~ ^[0-9]$ ]] || die "--level-too must be a gzip level from 0 to 9, got '$LEVEL_TOO'"
+[ -z "$LEVEL_TOO" ] || [[ "$LEVEL_TOO" =~ ^[1-9]$ ]] || die "--level-too must be a gzip level from 1 to 9, got '$LEVEL_TOO'"
 [[ "$IDLE_N" =~ ^[1-9][0-9]*$ ]] || die "--idle-containers must be a positive integer, got '$IDLE_N'"
 [ -z "$PGBENCH_S" ] || [[ "$PGBENCH_S" =~ ^[1-9][0-9]*$ ]] || die "--pgbench-s must be a positive integer"
 [ ${#ONLY[@]} -gt 0 ] || ONLY=("${ALL_PARTS[@]}")

@@ -405,6 +405,21 @@ impl Docker {
     }
 }
 
+/// What an exec's exit code says beyond its number, for error messages: empty for codes that only
+/// the tool itself explains, otherwise " (…)".
+pub fn exit_meaning(code: &i64) -> String {
+    let why = match *code {
+        126 => "the command could not be started in the container".to_owned(),
+        127 => "command not found in the container".to_owned(),
+        137 => "killed by SIGKILL: the container ran out of memory, or it was stopped or killed".to_owned(),
+        139 => "crashed (SIGSEGV)".to_owned(),
+        143 => "terminated by SIGTERM: the container is stopping".to_owned(),
+        c @ 129..=192 => format!("ended by signal {}", c - 128),
+        _ => return String::new(),
+    };
+    format!(" ({why})")
+}
+
 /// Every exec carries `DBB_EXEC=<marker>` in its environment, inherited by all it starts.
 const MARKER_VAR: &str = "DBB_EXEC";
 
@@ -442,6 +457,15 @@ mod tests {
         assert_eq!(t.text(), "defgh");
         t.push(b"0123456789");
         assert_eq!(t.text(), "56789");
+    }
+
+    #[test]
+    fn kills_and_signals_are_named_and_ordinary_codes_left_to_the_tool() {
+        assert!(exit_meaning(&137).contains("SIGKILL") && exit_meaning(&137).contains("out of memory"));
+        assert_eq!(exit_meaning(&130), " (ended by signal 2)");
+        assert_eq!(exit_meaning(&1), "");
+        assert_eq!(exit_meaning(&2), "");
+        assert_eq!(exit_meaning(&255), "");
     }
 
     /// The kill script is real shell: it ends the marked processes (a shell and its children)

@@ -30,11 +30,11 @@ pub enum BackupError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Busy(#[from] LockError),
-    #[error("cannot connect to the {engine} server in container '{container}' (exit code {code}): {stderr}")]
+    #[error("cannot connect to the {engine} server in container '{container}': exit code {code}{}: {stderr}", crate::docker::exit_meaning(.code))]
     Probe { engine: String, container: String, code: i64, stderr: String },
     #[error("container '{container}': {message}")]
     Plan { container: String, message: String },
-    #[error("dump of {entry} in container '{container}' failed with exit code {code}: {stderr}")]
+    #[error("dump of {entry} in container '{container}' failed with exit code {code}{}: {stderr}", crate::docker::exit_meaning(.code))]
     DumpFailed { container: String, entry: String, code: i64, stderr: String },
     #[error("dump of {entry} in container '{container}' is incomplete: {why}{stderr}")]
     Incomplete { container: String, entry: String, why: String, stderr: String },

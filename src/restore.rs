@@ -41,7 +41,7 @@ pub enum RestoreError {
     Refused(String),
     #[error(transparent)]
     Backup(#[from] BackupError),
-    #[error("restore of {what} from {archive} failed (exit code {code}): {stderr}{rollback}")]
+    #[error("restore of {what} from {archive} failed with exit code {code}{}: {stderr}{rollback}", crate::docker::exit_meaning(.code))]
     StepFailed { what: String, archive: String, code: i64, stderr: String, rollback: String },
     #[error("restore from {archive} failed: {message}{rollback}")]
     Failed { archive: String, message: String, rollback: String },
