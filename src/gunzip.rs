@@ -18,10 +18,10 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Largest Mgzip member accepted (gzp writes 128 KiB blocks; anything near this is not ours).
-const MAX_MEMBER_LEN: usize = 64 << 20;
-/// Largest decompressed size of one Mgzip member accepted.
-const MAX_MEMBER_OUT: usize = 64 << 20;
+/// Largest Mgzip member accepted, compressed or not: 8 × what [`crate::compress`] writes, so that
+/// a crafted archive cannot make the queues below hold more than a few tens of MiB.
+const MAX_MEMBER_LEN: usize = 8 * crate::compress::BLOCK_LEN;
+const MAX_MEMBER_OUT: usize = 8 * crate::compress::BLOCK_LEN;
 /// Pieces handed to the reader when a member is inflated in order.
 const STREAM_PIECE_LEN: usize = 256 << 10;
 const SOURCE_BUFFER_LEN: usize = 256 << 10;
