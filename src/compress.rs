@@ -99,9 +99,9 @@ impl Drop for ParallelGzip {
 
 /// Mgzip members deflated by the library that suits the level.
 #[derive(Clone, Copy, Debug)]
-pub struct DumpMgzip;
+struct DumpMgzip;
 
-pub enum Deflater {
+enum Deflater {
     Libdeflate(libdeflater::Compressor),
     Zlib(flate2::Compress),
 }

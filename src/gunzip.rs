@@ -108,21 +108,19 @@ fn split_members<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender
     let mut input = Counted { inner: BufReader::with_capacity(SOURCE_BUFFER_LEN, source), offset: 0 };
     loop {
         let offset = input.offset;
-        let step = match read_member_start(&mut input) {
+        let member = match read_member_start(&mut input) {
             Ok(None) => return,
-            Ok(Some(start)) => match start.total_len {
-                Some(total) => cut_member(&mut input, start.head, total, offset).map(|member| (member, offset)),
-                None => {
-                    if !inflate_in_order(&mut input, start.head, pieces) {
-                        return;
-                    }
+            Ok(Some(MemberStart { head, total_len: None })) => {
+                if inflate_in_order(&mut input, head, pieces) {
                     continue;
                 }
-            },
+                return;
+            }
+            Ok(Some(MemberStart { head, total_len: Some(total) })) => cut_member(&mut input, head, total, offset),
             Err(e) => Err(e),
         };
-        match step {
-            Ok((member, offset)) => {
+        match member {
+            Ok(member) => {
                 let (reply, answer) = sync_channel(1);
                 if pieces.send(Piece::Pending(answer)).is_err() || jobs.send(Job { member, offset, reply }).is_err() {
                     return;
