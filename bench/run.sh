@@ -206,9 +206,10 @@ cpu_snapshot() {
 	printf '%s %s %s' "${db:--}" "$(engine_cpu_s)" "$(machine_cpu_s)"
 }
 
-# measure DATASET METHOD RUN OUTPUT_FILE|- COMMAND…
+# measure DATASET METHOD RUN OUTPUT_FILE|archive:SERVICE|- COMMAND…
 # Runs COMMAND under /usr/bin/time -v, stdout to /dev/null, stderr to $WORK/last.err; records
-# wall seconds, peak RSS (KiB) of the largest process and the size of OUTPUT_FILE, and the CPU
+# wall seconds, peak RSS (KiB) of the largest process and the size of OUTPUT_FILE (archive:SERVICE:
+# the newest archive of SERVICE, which the command must have written), and the CPU
 # seconds used meanwhile by the database container, the Docker engine, the command itself (with
 # its children: docker CLI, gzip) and the whole machine.
 measure() {
@@ -228,6 +229,10 @@ measure() {
 	local wall rss size=""
 	wall=$(elapsed "$t0" "$t1")
 	rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/last.time")
+	if [[ "$output" == archive:* ]]; then
+		output=$(newest_archive "${output#archive:}")
+		[ -n "$output" ] || die "$ds/$method: db-backup backup made no archive"
+	fi
 	[ "$output" = - ] || size=$(stat -c %s "$output")
 	local own
 	own=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.3f", s }' "$WORK/last.time")
@@ -236,7 +241,6 @@ measure() {
 		split(a, x, " "); split(b, y, " ")
 		db = (x[1] == "-" || y[1] == "-") ? "-" : sprintf("%.3f", y[1] - x[1])
 		printf "%s\t%s\t%.3f\t%s\t%.3f\n", pre, db, y[2] - x[2], own, y[3] - x[3] }' >> "$RESULTS"
-	# The M line comes last: callers append the output's size to it.
 	printf 'M\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$method" "$run" "$wall" "$rss" "$size" >> "$RESULTS"
 	log "  $ds $method #$run: ${wall} s, peak RSS $((rss / 1024)) MiB${size:+, output $size bytes}"
 }
@@ -369,12 +373,8 @@ bench_dataset() {
 					rm -f "$ROOT/$svc"/*.tar.gz
 					local level=6
 					[ "$m" = dbb ] || level=$LEVEL_TOO
-					measure "$ds" "$m" "$r" - env DB_BACKUP_ROOT="$ROOT" DB_BACKUP_GZIP_LEVEL="$level" "$BIN" backup "$svc"
-					local a
-					a=$(newest_archive "$svc")
-					[ -n "$a" ] || die "$ds: db-backup backup made no archive"
-					# Record the archive's size on the measurement just written.
-					sed -i '$ s/\t$/\t'"$(stat -c %s "$a")"'/' "$RESULTS"
+					measure "$ds" "$m" "$r" "archive:$svc" \
+						env DB_BACKUP_ROOT="$ROOT" DB_BACKUP_GZIP_LEVEL="$level" "$BIN" backup "$svc"
 					;;
 			esac
 		done
@@ -440,8 +440,7 @@ run_realistic() {
 		for ((r = 1; r <= RUNS; r++)); do
 			settle postgres "$c"
 			rm -f "$ROOT/$svc"/*.tar.gz
-			measure realistic dbb2x "$r" - env DB_BACKUP_ROOT="$ROOT" "$BIN" backup "$svc"
-			sed -i '$ s/\t$/\t'"$(stat -c %s "$(newest_archive "$svc")")"'/' "$RESULTS"
+			measure realistic dbb2x "$r" "archive:$svc" env DB_BACKUP_ROOT="$ROOT" "$BIN" backup "$svc"
 		done
 	fi
 	docker rm -f -v "$c" > /dev/null
