@@ -9,75 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `db-backup run` as a child process; killed when dropped. Its log goes to a file.
-/// Each daemon is scoped (`DB_BACKUP_SCOPE`) to containers labeled with its own [`Daemon::scope`]
-/// value, so the daemons of tests running in parallel leave each other's containers alone.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    scope: String,
-}
-
-const SCOPE_LABEL: &str = "dbb-scope";
-
-impl Daemon {
-    fn start(backups: &Backups, env: &[(&str, &str)]) -> Daemon {
-        Self::start_scoped(backups, env, &unique("scope"))
-    }
-
-    fn start_scoped(backups: &Backups, env: &[(&str, &str)], scope: &str) -> Daemon {
-        let log = backups.root().join("daemon.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let scope = scope.to_string();
-        let mut cmd = backups.command(&["run"]);
-        cmd.stdout(Stdio::null()).stderr(file).env("DB_BACKUP_SCOPE", format!("{SCOPE_LABEL}={scope}"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start the daemon");
-        let daemon = Daemon { child, log, scope };
-        // Ready once it has written its status file.
-        wait_for(Duration::from_secs(20), "the daemon's status file", || {
-            backups.root().join(".db-backup-status.json").exists().then_some(())
-        });
-        daemon
-    }
-
-    /// The label pair a container needs for this daemon to see it.
-    fn label(&self) -> (&str, &str) {
-        (SCOPE_LABEL, &self.scope)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for the process to exit; its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        record_output("db-backup run", &self.log());
-    }
-}
-
 /// The daemon's view of one service, through `db-backup status --json` (as an operator sees it).
 fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {
     let run = backups.run(&["status", "--json"]);
@@ -96,7 +27,7 @@ fn scheduled(backups: &Backups, service: &str, container: &str) -> bool {
 #[test]
 fn daemon_schedules_a_started_container_within_a_second_and_backs_it_up_on_startup() {
     let backups = Backups::new();
-    let mut daemon = Daemon::start(&backups, &[]);
+    let mut daemon = Daemon::start(&backups, &unique("scope"), &[]);
     let svc = unique("dpick");
     let start = Instant::now();
     let db = postgres(&svc, &["POSTGRES_PASSWORD=pick-secret"], &[("db-backup.on-startup", "true"), daemon.label()]);
@@ -120,7 +51,7 @@ fn daemon_schedules_a_started_container_within_a_second_and_backs_it_up_on_start
 #[test]
 fn daemon_pickup_latency_is_under_a_second() {
     let backups = Backups::new();
-    let daemon = Daemon::start(&backups, &[]);
+    let daemon = Daemon::start(&backups, &unique("scope"), &[]);
     let svc = unique("dlat");
     // A container that needs no readiness wait: the label alone is what the daemon reacts to.
     let c = Container::start(
@@ -141,7 +72,7 @@ fn daemon_pickup_latency_is_under_a_second() {
 #[test]
 fn seconds_schedule_runs_on_time_stops_on_removal_and_follows_new_labels() {
     let backups = Backups::new();
-    let daemon = Daemon::start(&backups, &[]);
+    let daemon = Daemon::start(&backups, &unique("scope"), &[]);
     let svc = unique("dsec");
     let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[("db-backup.schedule", "*/3 * * * * *"), daemon.label()]);
     wait_for(Duration::from_secs(20), "three scheduled archives", || (backups.archives(&svc).len() >= 3).then_some(()));
@@ -238,7 +169,7 @@ fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile
     let sock = backups.root().join("proxy.sock");
     let proxy = Proxy::start(&sock);
     let host = format!("unix://{}", sock.display());
-    let daemon = Daemon::start(&backups, &[("DOCKER_HOST", &host)]);
+    let daemon = Daemon::start(&backups, &unique("scope"), &[("DOCKER_HOST", &host)]);
     let before = unique("dconn1");
     let c1 = Container::start(
         Spec::new(BASE_IMAGE, &unique("dbb-conn"))
@@ -280,7 +211,7 @@ fn sigterm_during_a_long_dump_finishes_or_aborts_cleanly() {
     // About 150 MB of dump: long enough to be caught mid-way.
     psql(&db, "postgres", "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) || md5((g+2)::text) AS t FROM generate_series(1, 1500000) g;");
     let mut daemon =
-        Daemon::start_scoped(&backups, &[("DB_BACKUP_ON_STARTUP", "true"), ("DB_BACKUP_STOP_GRACE", "1")], &scope);
+        Daemon::start(&backups, &scope, &[("DB_BACKUP_ON_STARTUP", "true"), ("DB_BACKUP_STOP_GRACE", "1")]);
     wait_for(Duration::from_secs(30), "a partial archive", || {
         backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
     });
@@ -316,7 +247,7 @@ fn manual_backup_while_a_scheduled_one_runs_is_refused_not_interleaved() {
         "postgres",
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS t FROM generate_series(1, 1500000) g;",
     );
-    let _daemon = Daemon::start_scoped(&backups, &[("DB_BACKUP_ON_STARTUP", "true")], &scope);
+    let _daemon = Daemon::start(&backups, &scope, &[("DB_BACKUP_ON_STARTUP", "true")]);
     wait_for(Duration::from_secs(30), "the scheduled run", || {
         backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial")).map(|_| ())
     });
@@ -338,7 +269,7 @@ fn stale_partials_from_a_crash_are_removed_at_start_and_nothing_else() {
     std::fs::write(dir.join("2026-01-01T00-00-00Z.tar.gz.partial"), b"half").unwrap();
     std::fs::write(dir.join("notes.partial"), b"mine").unwrap();
     std::fs::write(dir.join("2026-01-01T00-00-00Z.tar.gz"), b"kept").unwrap();
-    let daemon = Daemon::start(&backups, &[]);
+    let daemon = Daemon::start(&backups, &unique("scope"), &[]);
     let names: Vec<String> = backups.files("crashed").iter().map(|p| name_of(p)).filter(|n| n != ".lock").collect();
     assert_eq!(names, vec!["2026-01-01T00-00-00Z.tar.gz", "notes.partial"]);
     assert!(daemon.log().contains("removed"), "{}", daemon.log());

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -104,77 +104,6 @@ fn container_processes(db: &Container) -> String {
         String::from_utf8_lossy(&ps.stdout),
         String::from_utf8_lossy(&sessions.stdout)
     )
-}
-
-/// Label that scopes a daemon (`DB_BACKUP_SCOPE=dbb-scope=<value>`) to one test's containers, so
-/// that the daemons of tests running in parallel leave each other's containers alone.
-const SCOPE_LABEL: &str = "dbb-scope";
-
-/// `db-backup run` as a child process, killed when dropped, scoped to containers labeled
-/// `dbb-scope=<scope>`. Its log goes to a file outside the backup root (which may be full or
-/// read-only).
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    _log_dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn spawn(backups: &Backups, scope: &str, env: &[(&str, &str)]) -> Daemon {
-        let log_dir = tempfile::Builder::new().prefix("dbb-daemon-log-").tempdir().unwrap();
-        let log = log_dir.path().join("daemon.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = backups.command(&["run"]);
-        cmd.stdout(Stdio::null())
-            .stderr(file)
-            .env_remove("DB_BACKUP_ON_STARTUP")
-            .env("DB_BACKUP_SCOPE", format!("{SCOPE_LABEL}={scope}"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start the daemon");
-        Daemon { child, log, _log_dir: log_dir }
-    }
-
-    /// Spawns it and waits until it has written its status file.
-    fn start(backups: &Backups, scope: &str, env: &[(&str, &str)]) -> Daemon {
-        let mut daemon = Daemon::spawn(backups, scope, env);
-        wait_for(Duration::from_secs(20), "the daemon's status file", || {
-            assert!(daemon.running(), "the daemon exited:\n{}", daemon.log());
-            backups.root().join(".db-backup-status.json").exists().then_some(())
-        });
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then its exit code (None if it did not exit within 30 s).
-    fn stop(&mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-s", "TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `db-backup status --json`, as an operator sees it.
@@ -431,18 +360,9 @@ fn read_only_backup_root_fails_naming_the_path_and_keeps_earlier_archives() {
         (log.contains(&root) && log.contains("Read-only file system")).then_some(log)
     });
     eprintln!("[fault 3] daemon log:\n{log}");
-    let start = Instant::now();
-    let exited = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break Some(status.code());
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exited = daemon.wait_exit(Duration::from_secs(10));
     assert!(
-        matches!(exited, Some(Some(code)) if code != 0),
+        matches!(exited, Some(code) if code != 0),
         "the daemon keeps running on a read-only backup root (exit: {exited:?}); its log:\n{}",
         daemon.log()
     );
@@ -474,7 +394,7 @@ fn unreachable_docker_socket_is_named_by_the_cli_and_the_daemon_waits_logging_on
     });
     eprintln!("[fault 4a] status before the engine was ever reached: {status}");
     assert_eq!(status["engine_connected"], false, "{status}");
-    assert_eq!(status["pid"].as_u64(), Some(u64::from(daemon.child.id())), "{status}");
+    assert_eq!(status["pid"].as_u64(), Some(u64::from(daemon.pid())), "{status}");
     std::thread::sleep(Duration::from_secs(5));
     assert!(daemon.running(), "the daemon gave up:\n{}", daemon.log());
     let log = daemon.log();

@@ -463,3 +463,93 @@ impl Drop for Background {
         }
     }
 }
+
+/// Label that scopes a daemon (`DB_BACKUP_SCOPE=dbb-scope=<value>`) to one test's containers, so
+/// that the daemons of tests running in parallel leave each other's containers alone.
+pub const SCOPE_LABEL: &str = "dbb-scope";
+
+/// `db-backup run` as a child process, killed when dropped, scoped to containers labeled
+/// `dbb-scope=<scope>`. Its log goes to a file outside the backup root (which a test may fill or
+/// make read-only), and into the recorded output when it is dropped.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+    scope: String,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn spawn(backups: &Backups, scope: &str, env: &[(&str, &str)]) -> Daemon {
+        let log_dir = tempfile::Builder::new().prefix("dbb-daemon-log-").tempdir().unwrap();
+        let log = log_dir.path().join("daemon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = backups.command(&["run"]);
+        cmd.stdout(Stdio::null())
+            .stderr(file)
+            .env_remove("DB_BACKUP_ON_STARTUP")
+            .env("DB_BACKUP_SCOPE", format!("{SCOPE_LABEL}={scope}"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        Daemon { child, log, scope: scope.to_string(), _log_dir: log_dir }
+    }
+
+    /// Spawns it and waits until it has written its status file.
+    pub fn start(backups: &Backups, scope: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::spawn(backups, scope, env);
+        wait_for(Duration::from_secs(20), "the daemon's status file", || {
+            assert!(daemon.running(), "the daemon exited:\n{}", daemon.log());
+            backups.root().join(".db-backup-status.json").exists().then_some(())
+        });
+        daemon
+    }
+
+    /// The label pair a container needs for this daemon to see it.
+    pub fn label(&self) -> (&str, &str) {
+        (SCOPE_LABEL, &self.scope)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its exit code (None if it did not exit in time).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// SIGTERM, then its exit code (None if it did not exit within 30 s).
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        record_output("db-backup run", &self.log());
+    }
+}
