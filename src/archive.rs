@@ -526,7 +526,7 @@ pub fn for_each_entry<R: Read + Send>(
     input: R,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    let mut source = SourceReader::new(input);
+    let mut source = CountingReader::new(input);
     let result = walk(&mut source, "archive", visit);
     result.map_err(|failure| failure.into_error("archive", source.error.take()))
 }
@@ -537,7 +537,7 @@ pub fn scan(path: &Path) -> Result<Scan, ArchiveError> {
     let shown = path.display().to_string();
     let label = format!("archive {shown}");
     let file = File::open(path).map_err(|source| ArchiveError::Io { context: format!("opening {label}"), source })?;
-    let mut source = SourceReader::new(file);
+    let mut source = CountingReader::new(file);
     let mut entries = Vec::new();
     let mut manifest = Vec::new();
     let result = walk(&mut source, &label, |name, reader| {
@@ -661,7 +661,7 @@ fn corrupt(label: &str, what: String) -> Failure {
 
 /// Walks the archive, decompressing its gzip members on every core.
 fn walk<R: Read + Send>(
-    source: &mut SourceReader<R>,
+    source: &mut CountingReader<R>,
     label: &str,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
@@ -802,7 +802,7 @@ fn visit_entry(
     size: u64,
     visit: &mut impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    let mut reader = EntryReader { inner: stream.take(size), read: 0, error: None };
+    let mut reader = CountingReader::new(stream.take(size));
     let visited = visit(name, &mut reader);
     // Skip what `visit` left unread, but not after it failed: that would read on through a
     // possibly huge entry just to report an error we already have.
@@ -818,7 +818,7 @@ fn visit_entry(
     if let Err(error) = drained {
         return Err(Failure::Stream { error, place });
     }
-    if reader.read < size {
+    if reader.count < size {
         // `Take` reports a short stream as a plain end of data.
         return Err(Failure::Stream { error: io::ErrorKind::UnexpectedEof.into(), place });
     }
@@ -862,46 +862,23 @@ fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failu
     }
 }
 
-/// Gives `visit` an entry's bytes and remembers the first stream error, so that it can be
-/// reported even if `visit` maps it to something else.
-struct EntryReader<R> {
-    inner: R,
-    read: u64,
-    error: Option<io::Error>,
-}
-
-impl<R: Read> Read for EntryReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.read += n as u64;
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.error.get_or_insert(e);
-                Err(copy)
-            }
-        }
-    }
-}
-
-/// The raw (compressed) input: counts bytes and remembers a read error, which makes the failure
-/// an I/O error rather than a corrupt archive.
-struct SourceReader<R> {
+/// Counts the bytes read and remembers the first read error, so that it can be reported even if
+/// the caller maps it to something else. On the raw (compressed) input, a remembered error makes
+/// the failure an I/O error rather than a corrupt archive; on an entry handed to `visit`, it is
+/// the stream error behind whatever `visit` returned.
+struct CountingReader<R> {
     inner: R,
     count: u64,
     error: Option<io::Error>,
 }
 
-impl<R> SourceReader<R> {
+impl<R> CountingReader<R> {
     fn new(inner: R) -> Self {
         Self { inner, count: 0, error: None }
     }
 }
 
-impl<R: Read> Read for SourceReader<R> {
+impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
