@@ -129,7 +129,7 @@ pub async fn backup_locked(
     let dir = store.service_dir(&spec.service).map_err(BackupError::io("creating the service directory"))?;
     let archive = Store::new_archive_path(&dir, kind, started_at);
     let partial = partial_of(&archive);
-    let writer = ArchiveWriter::create_with_encoder(&partial, level, crate::compress::PARALLEL_GZIP)?;
+    let writer = ArchiveWriter::create_with_encoder(&partial, level, crate::gzip::PARALLEL_GZIP)?;
     let mut sink = ArchiveSink::start(writer);
     let work = async {
         let mut entries = Vec::new();

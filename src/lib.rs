@@ -11,20 +11,21 @@
 //!   never run anything themselves.
 //! - [`job`] is one backup run, step by step; [`restore`] is one restore, step by step;
 //!   [`verify`] proves an archive whole.
-//! - [`archive`] writes and reads the streaming `.tar.gz`, whose gzip members [`compress`] and
-//!   [`gunzip`] compress and decompress on every core; [`manifest`] describes its content;
-//!   [`store`] lays archives out on disk; [`lock`] keeps runs of one service apart.
+//! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
+//!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
+//!   decompressor that work on every core (`gzip` imports nothing from the crate);
+//!   [`manifest`] describes an archive's content; [`store`] lays archives out on disk; [`lock`]
+//!   keeps runs of one service apart.
 
 pub mod archive;
 pub mod cli;
 pub mod cmd;
-pub mod compress;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod docker;
 pub mod engine;
-pub mod gunzip;
+pub mod gzip;
 pub mod job;
 pub mod labels;
 pub mod lock;

@@ -1,10 +1,11 @@
 //! Reads a sequence of gzip members on every core, in order, as one stream.
 //!
-//! The archive's data members come from [`crate::compress`]: gzp's Mgzip, whose header carries
-//! the member's total length (extra subfield `IG`), so members can be cut out of the input
-//! without inflating them and decompressed in parallel with libdeflate, which checks each
-//! member's CRC32 and length. Any other member (the archive's small header members, or an archive
-//! that is one long member) is inflated in order on the splitting thread, in bounded chunks.
+//! The archive's data members come from [`super::compress`]: gzp's Mgzip, whose header carries
+//! the member's total length (extra subfield `IG`, parsed by [`super::member`]), so members can be
+//! cut out of the input without inflating them and decompressed in parallel with libdeflate, which
+//! checks each member's CRC32 and length. Any other member (the archive's small header members, or
+//! an archive that is one long member) is inflated in order on the splitting thread, in bounded
+//! chunks.
 //!
 //! ```text
 //! source ──▶ splitter ──(member, reply)──▶ workers (libdeflate) ──▶ reply
@@ -18,14 +19,16 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Largest Mgzip member accepted, compressed or not: 8 × what [`crate::compress`] writes, so that
+use super::member::{declared_len, invalid, read_member_start, read_up_to, MemberStart, TRAILER_LEN};
+use super::BLOCK_LEN;
+
+/// Largest Mgzip member accepted, compressed or not: 8 × what [`super::compress`] writes, so that
 /// a crafted archive cannot make the queues below hold more than a few tens of MiB.
-const MAX_MEMBER_LEN: usize = 8 * crate::compress::BLOCK_LEN;
-const MAX_MEMBER_OUT: usize = 8 * crate::compress::BLOCK_LEN;
+const MAX_MEMBER_LEN: usize = 8 * BLOCK_LEN;
+const MAX_MEMBER_OUT: usize = 8 * BLOCK_LEN;
 /// Pieces handed to the reader when a member is inflated in order.
 const STREAM_PIECE_LEN: usize = 256 << 10;
 const SOURCE_BUFFER_LEN: usize = 256 << 10;
-const FEXTRA: u8 = 4;
 
 /// Runs `consume` with a reader of the decompressed `source`, decompressing on `threads` worker
 /// threads. The threads end before this returns, also when `consume` stops reading early.
@@ -80,10 +83,9 @@ fn decompress_members(queue: &Mutex<Receiver<Job>>) {
 }
 
 fn inflate_member(decompressor: &mut libdeflater::Decompressor, member: &[u8], offset: u64) -> io::Result<Vec<u8>> {
-    let isize_field = member.len().checked_sub(4).and_then(|at| member.get(at..)).unwrap_or_default();
-    let declared = match <[u8; 4]>::try_from(isize_field) {
-        Ok(bytes) => u32::from_le_bytes(bytes) as usize,
-        Err(_) => return Err(invalid(format!("gzip member at byte {offset} is too short"))),
+    let declared = match declared_len(member) {
+        Some(len) => len as usize,
+        None => return Err(invalid(format!("gzip member at byte {offset} is too short"))),
     };
     if declared > MAX_MEMBER_OUT {
         return Err(invalid(format!(
@@ -108,7 +110,7 @@ fn split_members<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender
     let mut input = Counted { inner: BufReader::with_capacity(SOURCE_BUFFER_LEN, source), offset: 0 };
     loop {
         let offset = input.offset;
-        let member = match read_member_start(&mut input) {
+        let member = match read_member_start(&mut input, offset) {
             Ok(None) => return,
             Ok(Some(MemberStart { head, total_len: None })) => {
                 if inflate_in_order(&mut input, head, pieces) {
@@ -134,49 +136,8 @@ fn split_members<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender
     }
 }
 
-/// The bytes of a member's header read so far, and its total length when it is an Mgzip member.
-struct MemberStart {
-    head: Vec<u8>,
-    total_len: Option<usize>,
-}
-
-/// Reads a member's fixed header (and extra field); `None` at a clean end of input.
-fn read_member_start(input: &mut Counted<impl BufRead>) -> io::Result<Option<MemberStart>> {
-    let mut head = vec![0u8; 10];
-    if !read_all_or_nothing(input, &mut head)? {
-        return Ok(None);
-    }
-    if head[..3] != [0x1f, 0x8b, 8] {
-        return Err(invalid(format!("no gzip member starts at byte {}", input.offset - 10)));
-    }
-    if head[3] & FEXTRA == 0 {
-        return Ok(Some(MemberStart { head, total_len: None }));
-    }
-    let mut xlen = [0u8; 2];
-    input.read_exact(&mut xlen)?;
-    head.extend_from_slice(&xlen);
-    let mut extra = vec![0u8; usize::from(u16::from_le_bytes(xlen))];
-    input.read_exact(&mut extra)?;
-    head.extend_from_slice(&extra);
-    let total_len = mgzip_block_size(&extra).map(|n| n as usize);
-    Ok(Some(MemberStart { head, total_len }))
-}
-
-/// The `IG` subfield of gzp's Mgzip: the whole member's length, header and trailer included.
-fn mgzip_block_size(mut extra: &[u8]) -> Option<u32> {
-    while extra.len() >= 4 {
-        let len = usize::from(u16::from_le_bytes([extra[2], extra[3]]));
-        let data = extra.get(4..4 + len)?;
-        if extra[..2] == *b"IG" && len == 4 {
-            return Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
-        }
-        extra = &extra[4 + len..];
-    }
-    None
-}
-
 fn cut_member(input: &mut Counted<impl BufRead>, head: Vec<u8>, total: usize, offset: u64) -> io::Result<Vec<u8>> {
-    if total < head.len() + 8 || total > MAX_MEMBER_LEN {
+    if total < head.len() + TRAILER_LEN || total > MAX_MEMBER_LEN {
         return Err(invalid(format!("gzip member at byte {offset} has an impossible block size {total}")));
     }
     let mut member = head;
@@ -206,33 +167,6 @@ fn inflate_in_order<R: BufRead>(input: &mut Counted<R>, head: Vec<u8>, pieces: &
             }
         }
     }
-}
-
-/// Fills `buf` as far as the stream goes; the count is short only at its end.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// `Ok(false)` when the input ends before the first byte, an error when it ends after it.
-fn read_all_or_nothing(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    match read_up_to(input, buf)? {
-        0 => Ok(false),
-        n if n == buf.len() => Ok(true),
-        _ => Err(io::ErrorKind::UnexpectedEof.into()),
-    }
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 /// The input with the offset of the next byte, for error messages.

@@ -1,7 +1,7 @@
 //! The parallel gzip compressor used for archive data: gzp's `ParCompress` pipeline, blocks of
 //! [`BLOCK_LEN`] compressed on every core, each block a standard gzip member whose header also
-//! records its length (gzp's Mgzip framing), so [`crate::gunzip`] can decompress them in parallel
-//! too. Every gzip reader decodes concatenated members as one stream.
+//! records its length (gzp's Mgzip framing, see [`super::member`]), so [`super::gunzip`] can
+//! decompress them in parallel too. Every gzip reader decodes concatenated members as one stream.
 //!
 //! Which deflate library compresses a block depends on the level, because each wins on part of
 //! the range. Measured per core on a 1.01 GB PostgreSQL dump (the benchmark's realistic set, 512 KiB
@@ -15,7 +15,7 @@
 //!
 //! So levels below [`ZLIB_FROM_LEVEL`] use libdeflate and the rest zlib-rs (flate2's backend).
 //! 128 KiB blocks cost another 1.8 % in size: each member starts with an empty dictionary.
-//! Plugged into [`crate::archive`] as its [`EncoderFactory`].
+//! Plugged into the archive writer as its [`EncoderFactory`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -23,19 +23,11 @@ use std::io::{self, BufWriter, Write};
 use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use gzp::{Compression, FormatSpec, GzpError, ZWriter};
 
-use crate::archive::{DataEncoder, EncoderFactory};
-
-/// Uncompressed bytes per gzip member. Larger members compress better; each compression thread
-/// holds a few of them, so memory grows with it.
-pub const BLOCK_LEN: usize = 512 << 10;
+use super::member::{mgzip_header, trailer, MGZIP_HEADER_LEN, TRAILER_LEN};
+use super::{threads, DataEncoder, EncoderFactory, BLOCK_LEN};
 
 /// The lowest level compressed by zlib-rs rather than libdeflate (see the module's table).
 pub const ZLIB_FROM_LEVEL: u32 = 6;
-
-/// Compression and decompression threads: every core (the dump and the engine get what is left).
-pub fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-}
 
 pub fn parallel_gzip_encoder(sink: BufWriter<File>, level: u32) -> io::Result<Box<dyn DataEncoder>> {
     let compressor = ParCompressBuilder::<DumpMgzip>::new()
@@ -49,7 +41,7 @@ pub fn parallel_gzip_encoder(sink: BufWriter<File>, level: u32) -> io::Result<Bo
     Ok(Box::new(ParallelGzip { inner: Some(compressor) }))
 }
 
-/// The factory to hand to [`crate::archive::ArchiveWriter::create_with_encoder`].
+/// The factory to hand to the archive writer (`ArchiveWriter::create_with_encoder`).
 pub const PARALLEL_GZIP: EncoderFactory = parallel_gzip_encoder;
 
 struct ParallelGzip {
@@ -106,10 +98,6 @@ enum Deflater {
     Zlib(flate2::Compress),
 }
 
-/// gzip header with FEXTRA, then the `IG` subfield whose value is the whole member's length.
-const MEMBER_HEADER_LEN: usize = 20;
-const MEMBER_TRAILER_LEN: usize = 8;
-
 impl FormatSpec for DumpMgzip {
     type C = gzp::check::PassThroughCheck;
     type Compressor = Deflater;
@@ -139,22 +127,24 @@ impl FormatSpec for DumpMgzip {
         _dict: Option<&bytes::Bytes>,
         _is_last: bool,
     ) -> Result<Vec<u8>, GzpError> {
-        let isize_field = u32::try_from(input.len()).map_err(|_| io::Error::other("block too large"))?;
+        if u32::try_from(input.len()).is_err() {
+            return Err(io::Error::other("block too large").into());
+        }
         let mut member = match encoder {
             Deflater::Libdeflate(compressor) => {
                 let bound = compressor.deflate_compress_bound(input.len());
-                let mut member = vec![0u8; MEMBER_HEADER_LEN + bound];
+                let mut member = vec![0u8; MGZIP_HEADER_LEN + bound];
                 let n = compressor
-                    .deflate_compress(input, &mut member[MEMBER_HEADER_LEN..])
+                    .deflate_compress(input, &mut member[MGZIP_HEADER_LEN..])
                     .map_err(|e| io::Error::other(format!("libdeflate: {e:?}")))?;
-                member.truncate(MEMBER_HEADER_LEN + n);
+                member.truncate(MGZIP_HEADER_LEN + n);
                 member
             }
             Deflater::Zlib(compressor) => {
                 // compress_vec only fills spare capacity: reserve deflate's worst case (stored blocks).
                 let bound = input.len() + input.len() / 1000 * 5 + 1024;
-                let mut member = Vec::with_capacity(MEMBER_HEADER_LEN + bound + MEMBER_TRAILER_LEN);
-                member.resize(MEMBER_HEADER_LEN, 0);
+                let mut member = Vec::with_capacity(MGZIP_HEADER_LEN + bound + TRAILER_LEN);
+                member.resize(MGZIP_HEADER_LEN, 0);
                 compressor.reset();
                 let status = compressor
                     .compress_vec(input, &mut member, flate2::FlushCompress::Finish)
@@ -165,11 +155,9 @@ impl FormatSpec for DumpMgzip {
                 member
             }
         };
-        let total =
-            u32::try_from(member.len() + MEMBER_TRAILER_LEN).map_err(|_| io::Error::other("member too large"))?;
-        member[..MEMBER_HEADER_LEN].copy_from_slice(&member_header(total));
-        member.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
-        member.extend_from_slice(&isize_field.to_le_bytes());
+        let total = u32::try_from(member.len() + TRAILER_LEN).map_err(|_| io::Error::other("member too large"))?;
+        member[..MGZIP_HEADER_LEN].copy_from_slice(&mgzip_header(total));
+        member.extend_from_slice(&trailer(input));
         Ok(member)
     }
 
@@ -180,17 +168,6 @@ impl FormatSpec for DumpMgzip {
     fn footer(&self, _check: &Self::C) -> Vec<u8> {
         Vec::new()
     }
-}
-
-fn member_header(total_len: u32) -> [u8; MEMBER_HEADER_LEN] {
-    let mut h = [0u8; MEMBER_HEADER_LEN];
-    // magic, deflate, FEXTRA; MTIME 0, XFL 0, OS 255 (unknown); XLEN 8; subfield "IG", length 4.
-    h[..4].copy_from_slice(&[0x1f, 0x8b, 8, 4]);
-    h[9] = 255;
-    h[10] = 8;
-    h[12..16].copy_from_slice(&[b'I', b'G', 4, 0]);
-    h[16..].copy_from_slice(&total_len.to_le_bytes());
-    h
 }
 
 fn finished() -> io::Error {

@@ -1,0 +1,86 @@
+//! Streaming `.tar.gz` archives whose entries have sizes that are not known in advance.
+//!
+//! A tar header holds the entry's size, but a dump's size is known only when it ends, and a gzip
+//! stream cannot be seeked. Every gzip reader (GNU tar, `gzip -t`, bsdtar, Python `tarfile`,
+//! flate2's `MultiGzDecoder`) decodes concatenated gzip members as one stream, so an archive is
+//! written as a sequence of members:
+//!
+//! ```text
+//! per entry:  [GNU LongLink member, only for names of 100 bytes or more]
+//!             [reserved header member: 535 bytes, one *stored* deflate block holding the header]
+//!             [data member(s): the bytes, zero-padded to a multiple of 512]
+//! at the end: [end-of-archive member: two zero blocks]
+//! ```
+//!
+//! The reserved member is written with a placeholder header while the data streams out, then
+//! rewritten in place with the real size (same length, new CRC32). Until then its header checksum
+//! is deliberately invalid, so an unfinished archive is never mistaken for a complete one.
+//!
+//! Everything here is blocking `std::io`; run it on a blocking thread.
+//!
+//! - `format.rs`: the tar side of the layout (headers, padding, names, the reserved member).
+//! - `writer.rs`: [`ArchiveWriter`] and [`EntryWriter`]; `reader.rs`: [`for_each_entry`], [`scan`].
+//! - `tail.rs`: the last [`TAIL_LEN`] bytes of an entry, kept on both sides.
+//!
+//! The gzip members themselves (framing, compressors, parallel decompression) come from
+//! [`crate::gzip`], which knows nothing of tar; this module imports it, never the reverse.
+
+use std::io;
+
+mod format;
+mod reader;
+mod tail;
+mod writer;
+
+pub use reader::{for_each_entry, scan, Scan};
+pub use writer::{ArchiveWriter, EntryWriter};
+
+/// Name of the entry that describes the archive; it must be the last entry.
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// How many trailing bytes of each entry are kept for completeness checks.
+pub const TAIL_LEN: usize = 4096;
+
+/// Longest entry name accepted on either side (bounds the memory a GNU long name may use).
+pub const MAX_NAME_LEN: usize = 4096;
+
+/// Largest `manifest.json` that [`scan`] keeps in memory.
+pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
+
+/// Everything that can go wrong while writing or reading an archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The file system failed (not the archive's content).
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    /// The archive is truncated, corrupt, or holds something this module does not write (an
+    /// entry that is not a regular file: directory, link, pax header...).
+    #[error("{0}")]
+    Corrupt(String),
+    /// An entry name that is absolute, contains `..`, `.` or empty components, NUL or `\`.
+    #[error("unsafe entry name {0:?}: it must be a relative path without '.', '..' or empty components")]
+    UnsafeName(String),
+    #[error("archive {0} has no {MANIFEST_NAME} entry")]
+    ManifestMissing(String),
+    #[error("archive {path}: {MANIFEST_NAME} must be the last entry, but it is followed by '{next}'")]
+    ManifestNotLast { path: String, next: String },
+    #[error("archive {0}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_LEN} bytes")]
+    ManifestTooLarge(String),
+    #[error("invalid compression level {0}: expected 0 to 9")]
+    InvalidLevel(u32),
+    /// An earlier entry failed or its [`EntryWriter`] was dropped without `finish`.
+    #[error("archive {0} cannot be written to any more: an earlier entry failed or was not finished")]
+    Unusable(String),
+}
+
+/// What the archive holds for one entry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub name: String,
+    pub size: u64,
+    /// SHA-256 of the entry's bytes, lowercase hex.
+    pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests;
