@@ -14,6 +14,8 @@
 //! - [`archive`] writes and reads the streaming `.tar.gz`, whose gzip members [`compress`] and
 //!   [`gunzip`] compress and decompress on every core; [`manifest`] describes its content;
 //!   [`store`] lays archives out on disk; [`lock`] keeps runs of one service apart.
+//! - [`nofollow`] opens everything below the backup root without following links; [`help`] holds
+//!   the CLI's reference text (environment variables, labels).
 
 pub mod archive;
 pub mod cli;
@@ -25,11 +27,13 @@ pub mod discovery;
 pub mod docker;
 pub mod engine;
 pub mod gunzip;
+pub mod help;
 pub mod job;
 pub mod labels;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod nofollow;
 pub mod prune;
 pub mod restore;
 pub mod retention;

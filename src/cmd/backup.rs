@@ -32,6 +32,7 @@ pub async fn run(settings: &Settings, service: &str) -> anyhow::Result<i32> {
             Ok(EXIT_BUSY)
         }
         Err(e) => {
+            Store::new(&settings.root).remove_if_unused(&spec.service);
             eprintln!("error: backup of service {service} failed, no archive written: {e}");
             Ok(EXIT_FAILED)
         }
