@@ -98,6 +98,16 @@ fn a_backup_into_a_linked_service_directory_is_refused_and_writes_nothing_outsid
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(refused_link(&run.stderr, &link), "{}", run.all());
     assert_eq!(outside.snapshot(), before, "the backup wrote, chmodded or pruned through the link");
+
+    // A real directory whose lock file is a link: refused (not "busy": retrying cannot help).
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir(&link).unwrap();
+    let lock = link.join(".lock");
+    symlink(outside.path().join("lock-target"), &lock).unwrap();
+    let run = backups.run(&["backup", &svc]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(refused_link(&run.stderr, &lock), "{}", run.all());
+    assert_eq!(outside.snapshot(), before, "the lock was created through the link");
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub async fn run(settings: &Settings, service: &str) -> anyhow::Result<i32> {
             println!("{}", outcome.summary());
             Ok(0)
         }
-        Err(e @ BackupError::Busy(_)) => {
+        Err(e @ BackupError::Busy(crate::lock::LockError::Busy { .. })) => {
             eprintln!("error: {e}");
             Ok(EXIT_BUSY)
         }
