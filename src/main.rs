@@ -20,6 +20,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // The label reference needs no settings: it must work even where they are wrong.
+    if let Command::Labels = cli.command {
+        return Ok(print_labels());
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -45,9 +49,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Run => cmd::run::run(settings).await,
         Command::Status { json } => cmd::status::run(&settings, json).await,
-        Command::Labels => {
-            print!("{}", db_backup::help::labels());
-            Ok(0)
-        }
+        Command::Labels => Ok(print_labels()),
     }
+}
+
+fn print_labels() -> i32 {
+    print!("{}", db_backup::help::labels());
+    0
 }

@@ -340,6 +340,31 @@ fn the_labels_command_is_a_label_reference() {
         assert!(out.contains(&format!("db-backup.{key}\n")), "{key} missing:\n{out}");
     }
     assert!(out.contains("mariadb is accepted as another spelling of mysql"), "{out}");
+    // The reference is for fixing a setup: it works even where the settings are wrong.
+    let with_bad_settings = Backups::new().command(&["labels"]).env("DB_BACKUP_GZIP_LEVEL", "99").output().unwrap();
+    assert_eq!(Run::from(with_bad_settings).code, 0);
+}
+
+#[test]
+fn prune_text_lists_archives_newest_first_with_their_fate() {
+    let backups = Backups::new();
+    let dir = backups.root().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    for name in ["2020-02-02T00-00-00Z.tar.gz", "2020-02-01T00-00-00Z.tar.gz", OLD] {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+    let out = backups
+        .command(&["prune", "db", "--dry-run"])
+        .env("DB_BACKUP_KEEP", "monthly=2")
+        .env("DB_BACKUP_SCOPE", "dbb-trust-store-nothing")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    let rows: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{}", run.all());
+    assert!(rows[0].starts_with("  keep    2020-02-02T00-00-00Z.tar.gz  "), "{}", run.stdout);
+    assert!(rows[1].starts_with("  would delete  2020-02-01T00-00-00Z.tar.gz  "), "{}", run.stdout);
+    assert!(rows[2].starts_with(&format!("  keep    {OLD}  (monthly 2020-01)")), "{}", run.stdout);
 }
 
 #[test]

@@ -30,6 +30,9 @@ struct Pruned {
     kept: Vec<Kept>,
     deleted: Vec<String>,
     error: Option<String>,
+    /// Every archive newest first with whether it is kept, for the text output.
+    #[serde(skip)]
+    newest_first: Vec<(String, bool)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +118,7 @@ fn prune_one(
     match apply(store, service, &policy, settings.zone, options.dry_run) {
         Ok(report) => {
             for d in report.decisions {
+                out.newest_first.push((d.name.clone(), d.keep));
                 if d.keep {
                     out.kept.push(Kept { archive: d.name, reasons: d.reasons });
                 } else {
@@ -140,14 +144,15 @@ fn print_text(p: &Pruned) {
         return;
     }
     println!("{}: policy {policy}", p.service);
-    if p.kept.is_empty() && p.deleted.is_empty() {
+    if p.newest_first.is_empty() {
         println!("  no archives");
     }
-    for k in &p.kept {
-        println!("  keep    {}  ({})", k.archive, k.reasons.join("; "));
-    }
-    for name in &p.deleted {
-        if p.dry_run {
+    let mut kept = p.kept.iter();
+    for (name, keep) in &p.newest_first {
+        if *keep {
+            let reasons = kept.next().map(|k| k.reasons.join("; ")).unwrap_or_default();
+            println!("  keep    {name}  ({reasons})");
+        } else if p.dry_run {
             println!("  would delete  {name}  (no tier keeps it)");
         } else {
             println!("  deleted {name}  (no tier keeps it)");
