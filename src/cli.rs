@@ -5,6 +5,8 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
+use crate::labels::ServiceName;
+
 /// Commands also installed as their own names (links to the binary in the image), so that
 /// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.
 pub const LINKED_COMMANDS: &[&str] = &["backup", "restore", "list", "check", "status", "prune", "verify"];
@@ -26,25 +28,29 @@ pub fn args_with_command_from_program_name(args: impl IntoIterator<Item = OsStri
     version,
     about = "Label-driven backups of the databases running in Docker containers",
     long_about = "Backs up PostgreSQL, MySQL/MariaDB and MongoDB containers that carry db-backup.* labels, \
-                  by running their own dump tools through `docker exec`, into <root>/<service>/<DATE>.tar.gz.\n\n\
-                  Settings come from the environment: DB_BACKUP_ROOT (default /backup), DB_BACKUP_SCHEDULE \
-                  (default @daily), DB_BACKUP_ON_STARTUP, DB_BACKUP_GZIP_LEVEL (default 6), DOCKER_HOST."
+                  by running their own dump tools through `docker exec`, into <root>/<service>/<DATE>.tar.gz.",
+    after_long_help = crate::help::environment()
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Documentation shared by every service argument.
+const SERVICE_HELP: &str = "The service: its db-backup.service label, else the container name \
+                            ([A-Za-z0-9][A-Za-z0-9._-]{0,63}; the directory under the backup root)";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Back up one service now.
     Backup {
-        /// The service (db-backup.service label, else the container name).
-        service: String,
+        #[arg(help = SERVICE_HELP)]
+        service: ServiceName,
     },
     /// Restore a service from its newest good archive (or the one named).
     Restore {
-        service: String,
+        #[arg(help = SERVICE_HELP)]
+        service: ServiceName,
         /// An archive file name from `db-backup list <service>`.
         #[arg(long)]
         archive: Option<String>,
@@ -57,7 +63,9 @@ pub enum Command {
     },
     /// List services and their archives.
     List {
-        service: Option<String>,
+        /// Only this service (default: every service from labels and from the backup root).
+        #[arg(value_name = "SERVICE")]
+        service: Option<ServiceName>,
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
@@ -66,27 +74,40 @@ pub enum Command {
     Check,
     /// Apply the retention policies now: delete archives no tier keeps (never the newest).
     Prune {
-        service: Option<String>,
+        /// Only this service (default: every service from labels and from the backup root).
+        #[arg(value_name = "SERVICE")]
+        service: Option<ServiceName>,
         /// Show what would be deleted and which tier keeps each survivor; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Read archives whole and check every entry against the manifest (newest by default).
     Verify {
-        service: String,
+        #[arg(help = SERVICE_HELP)]
+        service: ServiceName,
+        /// This archive: a file name from `db-backup list <service>`, or its path in the service's directory.
         #[arg(long, conflicts_with = "all")]
         archive: Option<String>,
-        /// Every archive of the service.
+        /// Every archive of the service, safety backups included.
         #[arg(long)]
         all: bool,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the daemon: follow labeled containers and back them up on their schedules.
     Run,
     /// Show what the daemon is doing: every service, its next run and its last result.
     Status {
+        /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Print every db-backup.* label a database container can carry, with its default.
+    Labels,
 }
 
 #[cfg(test)]
@@ -105,6 +126,23 @@ mod tests {
         );
         assert_eq!(args_with_command_from_program_name(args(&["db-backup", "list"])), args(&["db-backup", "list"]));
         let cli = Cli::try_parse_from(args_with_command_from_program_name(args(&["backup", "db"]))).unwrap();
-        assert!(matches!(cli.command, Command::Backup { service } if service == "db"));
+        assert!(matches!(cli.command, Command::Backup { service } if service.as_str() == "db"));
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_a_description() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "command {} has no description", sub.get_name());
+            for arg in sub.get_arguments().filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+                assert!(
+                    arg.get_help().is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "argument {} of command {} has no description",
+                    arg.get_id(),
+                    sub.get_name()
+                );
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::schedule::Schedule;
 
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
-const KNOWN_KEYS: &[&str] =
+pub const KNOWN_KEYS: &[&str] =
     &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep"];
 const MAX_LABEL_VALUE: usize = 1024;
 
@@ -87,6 +87,15 @@ impl ServiceName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// So that clap parses every service argument the same way (a bad name is a usage error).
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceName::parse(s)
     }
 }
 

@@ -16,6 +16,8 @@
 //!   decompressor that work on every core (`gzip` imports nothing from the crate);
 //!   [`manifest`] describes an archive's content; [`store`] lays archives out on disk; [`lock`]
 //!   keeps runs of one service apart.
+//! - [`nofollow`] opens everything below the backup root without following links; [`help`] holds
+//!   the CLI's reference text (environment variables, labels).
 
 pub mod archive;
 pub mod cli;
@@ -26,11 +28,13 @@ pub mod discovery;
 pub mod docker;
 pub mod engine;
 pub mod gzip;
+pub mod help;
 pub mod job;
 pub mod labels;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod nofollow;
 pub mod prune;
 pub mod restore;
 pub mod retention;

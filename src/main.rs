@@ -20,6 +20,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // The label reference needs no settings: it must work even where they are wrong.
+    if let Command::Labels = cli.command {
+        return Ok(print_labels());
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -28,18 +32,28 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     };
     match cli.command {
-        Command::Backup { service } => cmd::backup::run(&settings, &service).await,
+        Command::Backup { service } => cmd::backup::run(&settings, service.as_str()).await,
         Command::Restore { service, archive, into, no_safety_backup } => {
+            let service = service.to_string();
             let request = RestoreRequest { service, archive, into, safety_backup: !no_safety_backup };
             cmd::restore::run(&settings, request).await
         }
-        Command::List { service, json } => cmd::list::run(&settings, service.as_deref(), json).await,
+        Command::List { service, json } => cmd::list::run(&settings, service.as_ref(), json).await,
         Command::Check => cmd::check::run(&settings).await,
-        Command::Prune { service, dry_run } => cmd::prune::run(&settings, service.as_deref(), dry_run).await,
-        Command::Verify { service, archive, all } => {
-            cmd::verify::run(&settings, &service, archive.as_deref(), all).await
+        Command::Prune { service, dry_run, json } => {
+            cmd::prune::run(&settings, service.as_ref(), cmd::prune::Options { dry_run, json }).await
+        }
+        Command::Verify { service, archive, all, json } => {
+            let options = cmd::verify::Options { archive: archive.as_deref(), all, json };
+            cmd::verify::run(&settings, &service, options).await
         }
         Command::Run => cmd::run::run(settings).await,
         Command::Status { json } => cmd::status::run(&settings, json).await,
+        Command::Labels => Ok(print_labels()),
     }
+}
+
+fn print_labels() -> i32 {
+    print!("{}", db_backup::help::labels());
+    0
 }

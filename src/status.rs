@@ -55,13 +55,12 @@ pub fn write(root: &Path, status: &DaemonStatus) -> std::io::Result<()> {
     let path = status_path(root);
     let tmp = root.join(format!("{STATUS_FILE}.{}.tmp", std::process::id()));
     let json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, &path)
+    crate::nofollow::replace_file(&path, &tmp, &json, 0o644)
 }
 
 pub fn read(root: &Path) -> Result<DaemonStatus, String> {
     let path = status_path(root);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = crate::nofollow::read(&path).map_err(|e| {
         format!(
             "cannot read {}: {e}; is the daemon (`db-backup run`) running with this DB_BACKUP_ROOT?",
             path.display()

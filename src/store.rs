@@ -1,17 +1,20 @@
 //! The backup root on disk: `<root>/<service>/<YYYY-MM-DDTHH-MM-SSZ>.tar.gz` (safety backups
 //! taken by `restore` are `safety-<stamp>.tar.gz`), directories 0700, archives 0600, written as
 //! `.partial` and renamed only when complete. Only names matching these patterns are ours.
+//! Nothing below the root is followed if it is a symbolic link (see [`crate::nofollow`]).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::labels::ServiceName;
+use crate::lock::LOCK_FILE;
 use crate::manifest::ArchiveKind;
+use crate::nofollow;
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H-%M-%SZ";
@@ -42,12 +45,44 @@ impl Store {
         &self.root
     }
 
-    /// The service's directory, created 0700 if missing.
+    /// The service's directory, created 0700 if missing; refused if it is a link or not a directory.
     pub fn service_dir(&self, service: &ServiceName) -> io::Result<PathBuf> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)?;
         let dir = self.root.join(service.as_str());
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        self.existing_service_dir(service.as_str())?;
+        nofollow::set_dir_mode(&dir, 0o700)?;
         Ok(dir)
+    }
+
+    /// The service's directory if it exists; a link or a non-directory there is an error.
+    pub fn existing_service_dir(&self, service: &str) -> io::Result<Option<PathBuf>> {
+        let dir = self.root.join(service);
+        match nofollow::metadata(&dir)? {
+            None => Ok(None),
+            Some(m) if m.is_dir() => Ok(Some(dir)),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory; a service's archives live in a directory of that name", dir.display()),
+            )),
+        }
+    }
+
+    /// Removes the service's directory if it holds nothing but our lock file and no run holds
+    /// that lock: what a failed first backup leaves behind.
+    pub fn remove_if_unused(&self, service: &ServiceName) {
+        let Ok(Some(dir)) = self.existing_service_dir(service.as_str()) else { return };
+        let Ok(lock) = crate::lock::ServiceLock::try_acquire(&dir, service.as_str()) else { return };
+        let only_lock =
+            fs::read_dir(&dir).map(|entries| entries.flatten().all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false);
+        if only_lock {
+            // remove_dir fails if anything appeared meanwhile: then the directory is in use.
+            let _ = fs::remove_file(dir.join(LOCK_FILE)).and_then(|()| fs::remove_dir(&dir));
+        }
+        drop(lock);
     }
 
     /// A fresh archive name in `dir` for `at` (suffixed `-2`, `-3`… within the same second).
@@ -57,37 +92,56 @@ impl Store {
         loop {
             let name = if n == 1 { format!("{base}.tar.gz") } else { format!("{base}-{n}.tar.gz") };
             let path = dir.join(&name);
-            if !path.exists() && !partial_of(&path).exists() {
+            // Any entry counts as taken, even a dangling link: nothing planted is ever reused.
+            if fs::symlink_metadata(&path).is_err() && fs::symlink_metadata(partial_of(&path)).is_err() {
                 return path;
             }
             n += 1;
         }
     }
 
-    /// Archives of one service, oldest first. Files not named like ours are ignored.
+    /// Archives of one service, oldest first. Files not named like ours, and links, are ignored;
+    /// a service directory that is a link is an error.
     pub fn archives(&self, service: &str) -> io::Result<Vec<ArchiveFile>> {
-        let dir = self.root.join(service);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+        let Some(dir) = self.existing_service_dir(service)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for entry in entries {
+        for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some((kind, created)) = parse_archive_name(&name) {
-                let meta = entry.metadata()?;
-                if meta.is_file() {
-                    out.push(ArchiveFile { name, path: entry.path(), kind, created, size: meta.len() });
-                }
+            // `file_type` and `symlink_metadata` describe the entry itself, never a link's target.
+            if let (Some((kind, created)), true) = (parse_archive_name(&name), entry.file_type()?.is_file()) {
+                let size = fs::symlink_metadata(entry.path())?.len();
+                out.push(ArchiveFile { name, path: entry.path(), kind, created, size });
             }
         }
         out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }
 
-    /// Service directories present under the root.
+    /// An `--archive` argument as an archive name: the name itself, or a path to it in the
+    /// service's directory (what `backup` prints). Anything else is refused, saying what is valid.
+    pub fn archive_name_from_arg(&self, service: &ServiceName, arg: &str) -> Result<String, String> {
+        let dir = self.root.join(service.as_str());
+        let given = Path::new(arg);
+        let name = match given.parent().filter(|p| !p.as_os_str().is_empty()) {
+            None => arg,
+            Some(parent) if parent == dir => given.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+            Some(_) => {
+                return Err(format!(
+                    "'{arg}' is not in {}; give an archive name from `db-backup list {service}` or its path there",
+                    dir.display()
+                ))
+            }
+        };
+        match parse_archive_name(name) {
+            Some(_) => Ok(name.to_string()),
+            None => Err(format!(
+                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz (see db-backup list {service})"
+            )),
+        }
+    }
+
+    /// Service directories present under the root (links to directories are not ours).
     pub fn services(&self) -> io::Result<Vec<String>> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
@@ -147,12 +201,13 @@ pub fn parse_archive_name(name: &str) -> Option<(ArchiveKind, DateTime<Utc>)> {
 
 /// fsync a directory so a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    nofollow::open_dir(dir)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -59,26 +59,27 @@ pub struct VerifyRecord {
     pub checked_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The recorded results; a missing, unreadable or linked record reads as none.
 pub fn load_records(service_dir: &Path) -> std::collections::BTreeMap<String, VerifyRecord> {
-    std::fs::read(service_dir.join(VERIFY_RECORD))
+    crate::nofollow::read(&service_dir.join(VERIFY_RECORD))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
-/// Records results (and forgets archives that no longer exist); atomic replace.
+/// Records results (and forgets archives that no longer exist); atomic replace, never through a link.
 pub fn save_records(service_dir: &Path, updates: &[(String, VerifyRecord)]) -> std::io::Result<()> {
-    if updates.is_empty() && !service_dir.join(VERIFY_RECORD).exists() {
+    let path = service_dir.join(VERIFY_RECORD);
+    if updates.is_empty() && crate::nofollow::metadata(&path)?.is_none() {
         return Ok(());
     }
     let mut records = load_records(service_dir);
     for (name, record) in updates {
         records.insert(name.clone(), record.clone());
     }
-    records.retain(|name, _| service_dir.join(name).exists());
-    let tmp = service_dir.join(format!("{VERIFY_RECORD}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&records).map_err(std::io::Error::other)?)?;
-    std::fs::rename(tmp, service_dir.join(VERIFY_RECORD))
+    records.retain(|name, _| std::fs::symlink_metadata(service_dir.join(name)).is_ok_and(|m| m.is_file()));
+    let json = serde_json::to_vec_pretty(&records).map_err(std::io::Error::other)?;
+    crate::nofollow::replace_file(&path, &service_dir.join(format!("{VERIFY_RECORD}.tmp")), &json, 0o600)
 }
 
 pub fn record_of(result: &Result<Manifest, VerifyError>) -> VerifyRecord {

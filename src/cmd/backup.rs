@@ -27,11 +27,12 @@ pub async fn run(settings: &Settings, service: &str) -> anyhow::Result<i32> {
             println!("{}", outcome.summary());
             Ok(0)
         }
-        Err(e @ BackupError::Busy(_)) => {
+        Err(e @ BackupError::Busy(crate::lock::LockError::Busy { .. })) => {
             eprintln!("error: {e}");
             Ok(EXIT_BUSY)
         }
         Err(e) => {
+            Store::new(&settings.root).remove_if_unused(&spec.service);
             eprintln!("error: backup of service {service} failed, no archive written: {e}");
             Ok(EXIT_FAILED)
         }

@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::job::human_bytes;
+use crate::labels::ServiceName;
 use crate::manifest::ArchiveKind;
 use crate::store::{ArchiveFile, Store};
 
@@ -21,7 +22,8 @@ struct ServiceListing {
 }
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
-pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow::Result<i32> {
+/// A directory without archives (what a failed first backup used to leave) is not a service.
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) -> anyhow::Result<i32> {
     let store = Store::new(&settings.root);
     let mut services: BTreeMap<String, ServiceListing> = BTreeMap::new();
     match Docker::connect(settings.scope.as_ref()).await {
@@ -43,6 +45,9 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
         Err(e) => eprintln!("warning: {e}; listing archives on disk only"),
     }
     for name in store.services()? {
+        if !services.contains_key(&name) && store.archives(&name).map_or(true, |a| a.is_empty()) {
+            continue;
+        }
         services.entry(name.clone()).or_insert(ServiceListing {
             service: name,
             container: None,
@@ -53,22 +58,35 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
         });
     }
     if let Some(only) = only {
-        services.retain(|name, _| name == only);
+        // A link named like the service is reported as such rather than as an unknown service.
+        store.existing_service_dir(only.as_str())?;
+        services.retain(|name, _| name == only.as_str());
         if services.is_empty() {
             eprintln!(
-                "error: no service '{only}' (no labeled container and no directory under {})",
+                "error: no service '{only}' (no labeled container and no archives under {})",
                 store.root().display()
             );
             return Ok(crate::cmd::EXIT_USAGE);
         }
     }
+    let mut code = 0;
     for listing in services.values_mut() {
-        listing.archives = store.archives(&listing.service)?;
+        match store.archives(&listing.service) {
+            Ok(archives) => listing.archives = archives,
+            Err(e) => {
+                eprintln!("error: service {}: {e}", listing.service);
+                code = crate::cmd::EXIT_FAILED;
+            }
+        }
         listing.verification = crate::verify::load_records(&store.root().join(&listing.service));
+    }
+    if services.is_empty() && !json {
+        println!("no services found: no labeled container and no archives under {}", store.root().display());
+        return Ok(code);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&services.values().collect::<Vec<_>>())?);
-        return Ok(0);
+        return Ok(code);
     }
     for listing in services.values() {
         let origin = match (&listing.container, &listing.engine, &listing.schedule) {
@@ -79,6 +97,8 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
         if listing.archives.is_empty() {
             println!("  no archives");
         }
+        // `safety-` and `-2` names are longer: pad every name to the longest.
+        let width = listing.archives.iter().map(|a| a.name.len()).max().unwrap_or(0);
         for a in listing.archives.iter().rev() {
             let mut note = String::new();
             if a.kind == ArchiveKind::Safety {
@@ -91,8 +111,13 @@ pub async fn run(settings: &Settings, only: Option<&str>, json: bool) -> anyhow:
                 Some(_) => note.push_str("  verified"),
                 None => {}
             }
-            println!("  {}  {:>10}  {}{note}", a.name, human_bytes(a.size), a.created.format("%Y-%m-%d %H:%M:%S UTC"));
+            println!(
+                "  {:<width$}  {:>10}  {}{note}",
+                a.name,
+                human_bytes(a.size),
+                a.created.format("%Y-%m-%d %H:%M:%S UTC")
+            );
         }
     }
-    Ok(0)
+    Ok(code)
 }

@@ -1,17 +1,49 @@
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
+use crate::labels::ServiceName;
 use crate::lock::ServiceLock;
 use crate::prune::apply;
 use crate::retention::KeepPolicy;
 use crate::store::Store;
 
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Show what would be deleted; delete nothing.
+    pub dry_run: bool,
+    /// One JSON document instead of text.
+    pub json: bool,
+}
+
+/// One service's outcome, for `--json`.
+#[derive(Debug, Default, Serialize)]
+struct Pruned {
+    service: String,
+    /// `None`: no keep policy, everything is kept.
+    policy: Option<String>,
+    dry_run: bool,
+    kept: Vec<Kept>,
+    deleted: Vec<String>,
+    error: Option<String>,
+    /// Every archive newest first with whether it is kept, for the text output.
+    #[serde(skip)]
+    newest_first: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Serialize)]
+struct Kept {
+    archive: String,
+    reasons: Vec<String>,
+}
+
 /// Applies retention now (or shows what it would do with `--dry-run`), naming for every archive
 /// the tiers that keep it.
-pub async fn run(settings: &Settings, only: Option<&str>, dry_run: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<i32> {
     let store = Store::new(&settings.root);
     // Policies come from the labels of running containers; a directory without one uses DB_BACKUP_KEEP.
     let mut policies: BTreeMap<String, Option<KeepPolicy>> = BTreeMap::new();
@@ -27,45 +59,103 @@ pub async fn run(settings: &Settings, only: Option<&str>, dry_run: bool) -> anyh
         policies.entry(service).or_insert(settings.defaults.keep);
     }
     if let Some(only) = only {
-        policies.retain(|s, _| s == only);
+        // A link named like the service is reported as such rather than as an unknown service.
+        store.existing_service_dir(only.as_str())?;
+        policies.retain(|s, _| s == only.as_str());
         if policies.is_empty() {
             eprintln!("error: no service '{only}' under {} and no labeled container", store.root().display());
             return Ok(EXIT_USAGE);
         }
     }
     let mut code = 0;
+    let mut results = Vec::new();
     for (service, policy) in policies {
-        let Some(policy) = policy else {
-            println!("{service}: no keep policy (db-backup.keep / DB_BACKUP_KEEP): everything is kept");
-            continue;
-        };
-        let dir = store.root().join(&service);
-        let _lock = match ServiceLock::try_acquire(&dir, &service) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {e}");
-                code = EXIT_BUSY;
-                continue;
-            }
-        };
-        match apply(&store, &service, &policy, settings.zone, dry_run) {
-            Ok(report) => {
-                println!("{service}: policy {policy}");
-                for d in &report.decisions {
-                    if d.keep {
-                        println!("  keep    {}  ({})", d.name, d.reasons.join("; "));
-                    } else if dry_run {
-                        println!("  would delete  {}  (no tier keeps it)", d.name);
-                    } else {
-                        println!("  deleted {}  (no tier keeps it)", d.name);
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {service}: {e}");
-                code = EXIT_FAILED;
-            }
+        let (result, service_code) = prune_one(&store, &service, policy, settings, options);
+        code = code.max(service_code);
+        if !options.json {
+            print_text(&result);
         }
+        results.push(result);
+    }
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
     }
     Ok(code)
+}
+
+/// Prunes one service under its lock; returns what happened and the exit code it calls for.
+fn prune_one(
+    store: &Store,
+    service: &str,
+    policy: Option<KeepPolicy>,
+    settings: &Settings,
+    options: Options,
+) -> (Pruned, i32) {
+    let mut out = Pruned {
+        service: service.to_string(),
+        policy: policy.map(|p| p.to_string()),
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let Some(policy) = policy else { return (out, 0) };
+    let dir = match store.existing_service_dir(service) {
+        Ok(Some(dir)) => dir,
+        // A labeled service that has never been backed up: nothing to prune.
+        Ok(None) => return (out, 0),
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return (out, EXIT_FAILED);
+        }
+    };
+    let _lock = match ServiceLock::try_acquire(&dir, service) {
+        Ok(l) => l,
+        Err(e) => {
+            let code = if matches!(e, crate::lock::LockError::Busy { .. }) { EXIT_BUSY } else { EXIT_FAILED };
+            out.error = Some(e.to_string());
+            return (out, code);
+        }
+    };
+    match apply(store, service, &policy, settings.zone, options.dry_run) {
+        Ok(report) => {
+            for d in report.decisions {
+                out.newest_first.push((d.name.clone(), d.keep));
+                if d.keep {
+                    out.kept.push(Kept { archive: d.name, reasons: d.reasons });
+                } else {
+                    out.deleted.push(d.name);
+                }
+            }
+            (out, 0)
+        }
+        Err(e) => {
+            out.error = Some(e.to_string());
+            (out, EXIT_FAILED)
+        }
+    }
+}
+
+fn print_text(p: &Pruned) {
+    let Some(policy) = &p.policy else {
+        println!("{}: no keep policy (db-backup.keep / DB_BACKUP_KEEP): everything is kept", p.service);
+        return;
+    };
+    if let Some(e) = &p.error {
+        eprintln!("error: {}: {e}", p.service);
+        return;
+    }
+    println!("{}: policy {policy}", p.service);
+    if p.newest_first.is_empty() {
+        println!("  no archives");
+    }
+    let mut kept = p.kept.iter();
+    for (name, keep) in &p.newest_first {
+        if *keep {
+            let reasons = kept.next().map(|k| k.reasons.join("; ")).unwrap_or_default();
+            println!("  keep    {name}  ({reasons})");
+        } else if p.dry_run {
+            println!("  would delete  {name}  (no tier keeps it)");
+        } else {
+            println!("  deleted {name}  (no tier keeps it)");
+        }
+    }
 }

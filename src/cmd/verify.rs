@@ -1,53 +1,163 @@
+use serde::Serialize;
+
 use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
+use crate::help::plural;
 use crate::job::human_bytes;
+use crate::labels::ServiceName;
 use crate::manifest::ArchiveKind;
-use crate::store::Store;
-use crate::verify::{record_of, save_records, verify_archive};
+use crate::store::{ArchiveFile, Store};
+use crate::verify::{record_of, save_records, verify_archive, VERIFY_RECORD};
+
+/// What to verify and how to report it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    pub archive: Option<&'a str>,
+    pub all: bool,
+    pub json: bool,
+}
+
+/// One archive's result, for `--json`.
+#[derive(Debug, Serialize)]
+struct Checked {
+    archive: String,
+    size: u64,
+    ok: bool,
+    entries: Option<usize>,
+    databases: Option<Vec<String>>,
+    problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    service: String,
+    archives: Vec<Checked>,
+    ok: usize,
+    failed: usize,
+}
 
 /// Reads archives whole and checks them against their manifests: the newest by default.
-pub async fn run(settings: &Settings, service: &str, archive: Option<&str>, all: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_>) -> anyhow::Result<i32> {
     let store = Store::new(&settings.root);
-    let archives = store.archives(service)?;
+    let archives = store.archives(service.as_str())?;
     if archives.is_empty() {
-        eprintln!("error: service '{service}' has no archives under {}", store.root().join(service).display());
+        eprintln!(
+            "error: service '{service}' has no archives under {}; see `db-backup list`",
+            store.root().join(service.as_str()).display()
+        );
         return Ok(EXIT_USAGE);
     }
-    let chosen: Vec<_> = match (archive, all) {
-        (Some(name), _) => match archives.iter().find(|a| a.name == name) {
-            Some(a) => vec![a.clone()],
-            None => {
-                let names: Vec<&str> = archives.iter().map(|a| a.name.as_str()).collect();
-                eprintln!("error: --archive: no archive {name} for service {service}; it has: {}", names.join(", "));
-                return Ok(EXIT_USAGE);
-            }
-        },
-        (None, true) => archives.clone(),
-        (None, false) => archives.iter().rev().filter(|a| a.kind == ArchiveKind::Backup).take(1).cloned().collect(),
+    let chosen = match choose(&store, service, &archives, options) {
+        Ok(chosen) => chosen,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(EXIT_USAGE);
+        }
     };
-    let mut failed = 0;
+    let mut report = Report { service: service.to_string(), archives: Vec::new(), ok: 0, failed: 0 };
     let mut records = Vec::new();
     for a in &chosen {
         let path = a.path.clone();
         let result = tokio::task::spawn_blocking(move || verify_archive(&path)).await?;
-        match &result {
-            Ok(m) => println!(
-                "ok      {}  {}  {} entries, {} databases",
-                a.name,
-                human_bytes(a.size),
-                m.entries.len(),
-                m.databases.len()
-            ),
-            Err(e) => {
-                failed += 1;
-                println!("FAILED  {}  {e}", a.name);
-            }
+        let checked = match &result {
+            Ok(m) => Checked {
+                archive: a.name.clone(),
+                size: a.size,
+                ok: true,
+                entries: Some(m.entries.len()),
+                databases: Some(m.databases.clone()),
+                problem: None,
+            },
+            Err(e) => Checked {
+                archive: a.name.clone(),
+                size: a.size,
+                ok: false,
+                entries: None,
+                databases: None,
+                problem: Some(e.to_string()),
+            },
+        };
+        if checked.ok {
+            report.ok += 1;
+        } else {
+            report.failed += 1;
         }
+        if !options.json {
+            println!("{}", line(&checked));
+        }
+        report.archives.push(checked);
         records.push((a.name.clone(), record_of(&result)));
     }
-    if let Err(e) = save_records(&store.root().join(service), &records) {
-        eprintln!("warning: cannot record the results: {e}");
+    let dir = store.root().join(service.as_str());
+    if let Err(e) = save_records(&dir, &records) {
+        eprintln!("warning: cannot record the results in {}: {e}", dir.join(VERIFY_RECORD).display());
     }
-    println!("{} verified, {failed} failed", chosen.len());
-    Ok(if failed == 0 { 0 } else { EXIT_FAILED })
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", summary(report.ok, report.failed));
+    }
+    Ok(if report.failed == 0 { 0 } else { EXIT_FAILED })
+}
+
+/// The archives `options` select; an unknown or outside archive is a usage error.
+fn choose(
+    store: &Store,
+    service: &ServiceName,
+    archives: &[ArchiveFile],
+    options: Options<'_>,
+) -> Result<Vec<ArchiveFile>, String> {
+    if let Some(arg) = options.archive {
+        let name = store.archive_name_from_arg(service, arg).map_err(|e| format!("--archive: {e}"))?;
+        return match archives.iter().find(|a| a.name == name) {
+            Some(a) => Ok(vec![a.clone()]),
+            None => {
+                let names: Vec<&str> = archives.iter().map(|a| a.name.as_str()).collect();
+                Err(format!("--archive: no archive {name} for service {service}; it has: {}", names.join(", ")))
+            }
+        };
+    }
+    if options.all {
+        return Ok(archives.to_vec());
+    }
+    match archives.iter().rev().find(|a| a.kind == ArchiveKind::Backup) {
+        Some(newest) => Ok(vec![newest.clone()]),
+        None => Err(format!(
+            "service {service} has only safety archives; name one with --archive or check them all with --all"
+        )),
+    }
+}
+
+fn line(c: &Checked) -> String {
+    match (&c.problem, c.entries, &c.databases) {
+        (None, Some(entries), Some(databases)) => format!(
+            "ok      {}  {}  {}, {}",
+            c.archive,
+            human_bytes(c.size),
+            plural(entries, "entry", "entries"),
+            plural(databases.len(), "database", "databases")
+        ),
+        (problem, _, _) => format!("FAILED  {}  {}", c.archive, problem.as_deref().unwrap_or("unknown problem")),
+    }
+}
+
+/// "1 archive checked: ok", "3 archives checked: 2 ok, 1 failed".
+fn summary(ok: usize, failed: usize) -> String {
+    match (ok, failed) {
+        (1, 0) => "1 archive checked: ok".to_string(),
+        (0, 1) => "1 archive checked: FAILED".to_string(),
+        _ => format!("{} checked: {ok} ok, {failed} failed", plural(ok + failed, "archive", "archives")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_archives_once() {
+        assert_eq!(summary(0, 1), "1 archive checked: FAILED");
+        assert_eq!(summary(1, 0), "1 archive checked: ok");
+        assert_eq!(summary(2, 1), "3 archives checked: 2 ok, 1 failed");
+    }
 }

@@ -1,0 +1,100 @@
+//! Reference text shown by the CLI: every environment variable (`db-backup --help`) and every
+//! label (`db-backup labels`), kept here beside each other so the tests can hold them complete.
+
+/// Every variable db-backup reads, with its meaning and default.
+pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("DB_BACKUP_ROOT", "backup root (absolute path; may itself be a link, nothing below it is followed)", "/backup"),
+    ("DB_BACKUP_SCHEDULE", "schedule for services without a schedule label", "@daily"),
+    ("DB_BACKUP_ON_STARTUP", "back up each service once when the daemon first sees it (true/false)", "false"),
+    ("DB_BACKUP_MAX_CONCURRENT", "backups running at once, across services (1-64)", "2"),
+    ("DB_BACKUP_STOP_GRACE", "time running backups get to finish after SIGTERM (60, 60s, 2m)", "60s"),
+    ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9", "6"),
+    ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
+    ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
+    ("DB_BACKUP_LOG_FORMAT", "json for one JSON object per log line", "text"),
+    ("TZ", "time zone schedules and retention periods are read in (IANA name)", "UTC"),
+    ("DOCKER_HOST", "Docker Engine address (unix://..., tcp://...)", "the local socket"),
+    ("RUST_LOG", "log level", "info"),
+];
+
+/// Every `db-backup.<key>` label, with its meaning and default.
+pub const LABELS: &[(&str, &str, &str)] = &[
+    (
+        "type",
+        "postgres, mysql or mongo; mariadb is accepted as another spelling of mysql (one engine serves \
+         MySQL and MariaDB, so listings show mysql). Its presence opts the container in.",
+        "none: required",
+    ),
+    (
+        "service",
+        "directory name under the backup root: [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+        "com.docker.swarm.service.name if present, else the container name",
+    ),
+    (
+        "schedule",
+        "cron: 5 fields (minute hour day month weekday), 6 with seconds first, or @hourly/@daily/@weekly/@monthly",
+        "DB_BACKUP_SCHEDULE, else @daily",
+    ),
+    ("databases", "comma-separated databases to dump, e.g. app,crm", "all databases"),
+    ("user-env", "name of the variable, in the database container, that holds the user", "the engine's default"),
+    (
+        "password-env",
+        "name of the variable, in the database container, that holds the password (<NAME>_FILE is honoured too)",
+        "the engine's default",
+    ),
+    (
+        "on-startup",
+        "true/false: back up as soon as the daemon first sees the container",
+        "DB_BACKUP_ON_STARTUP, else false",
+    ),
+    (
+        "keep",
+        "retention tiers, e.g. last=7,daily=7,weekly=4,monthly=12,yearly=2 (the newest archive is always kept)",
+        "DB_BACKUP_KEEP, else keep everything",
+    ),
+];
+
+/// "1 database", "2 databases".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The environment section of `db-backup --help`.
+pub fn environment() -> String {
+    let mut out = String::from("Environment (read by every command):\n");
+    for (name, meaning, default) in ENVIRONMENT {
+        out.push_str(&format!("  {name:<26} {meaning} [default: {default}]\n"));
+    }
+    out.push_str("\nLabels: `db-backup labels` lists every db-backup.* label a database container can carry.\n");
+    out.push_str("Exit codes: 0 success, 1 the operation failed, 2 bad arguments or labels, 75 the service is busy.");
+    out
+}
+
+/// The output of `db-backup labels`.
+pub fn labels() -> String {
+    let mut out = String::from(
+        "Labels on a database container (all under the db-backup. prefix; an unknown key is an error):\n\n",
+    );
+    for (key, meaning, default) in LABELS {
+        out.push_str(&format!("  {}{key}\n      {meaning}\n      default: {default}\n", crate::labels::PREFIX));
+    }
+    out.push_str(
+        "\nExample (compose):\n  labels:\n    db-backup.type: postgres\n    db-backup.schedule: \"0 3 * * *\"\n    \
+         db-backup.keep: last=7,daily=7\n\n`db-backup check` validates the labels of every container.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_label_reference_covers_every_known_label() {
+        let keys: Vec<&str> = LABELS.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(keys, crate::labels::KNOWN_KEYS, "help::LABELS and labels::KNOWN_KEYS differ");
+        for key in crate::labels::KNOWN_KEYS {
+            assert!(labels().contains(&format!("db-backup.{key}\n")), "{key}");
+        }
+    }
+}
