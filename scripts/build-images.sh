@@ -5,6 +5,8 @@
 #   postgres        dbb-test/postgres:15              (also tagged postgres:16)
 #   mariadb         dbb-test/mariadb:10.11
 #   mariadb-nodump  dbb-test/mariadb-nodump:10.11     (also tagged mariadb:11; no mysql* names)
+#   mongo           dbb-test/mongo:8.2                (also tagged mongo:7) debootstrap: SecantusDB
+#                                                     + mongodump/mongorestore/bsondump from source
 #   rust            rust:1-bookworm                   debootstrap + this machine's Rust toolchain
 #   app             db-backup:test                    the repository's Dockerfile
 #
@@ -24,8 +26,12 @@
 #   DBB_DEBIAN_MIRROR    Debian mirror for debootstrap (default: deb.debian.org if reachable,
 #                        else the first reachable mirror from /etc/apt/sources.list*)
 #
+#   DBB_SHARED_DIR       the project's shared/ directory (default: ../shared beside the repository);
+#                        `mongo` builds the tools from its vendor/mongo-tools-100.8.0.tar.gz
+#
 # Needs: root (debootstrap, chroot), docker (legacy builder is fine), and for `rust` a rustup-managed
-# toolchain on this machine. Nothing is pulled from a registry.
+# toolchain on this machine. `mongo` installs Debian's golang-go here when `go` is missing, and
+# pip-installs SecantusDB from PyPI inside its root filesystem. Nothing is pulled from a registry.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,11 +51,20 @@ ALIAS_MARIADB_NODUMP=mariadb:11
 IMG_RUST_ROOTFS=dbb-test/rust-rootfs:bookworm
 IMG_RUST=rust:1-bookworm
 IMG_APP=db-backup:test
+IMG_MONGO_ROOTFS=dbb-test/mongo-rootfs:bookworm
+IMG_MONGO=dbb-test/mongo:8.2
+ALIAS_MONGO=mongo:7
 
 BASE_PACKAGES=postgresql,postgresql-contrib,mariadb-server,mariadb-client,procps,ca-certificates
 RUST_PACKAGES=gcc,libc6-dev,ca-certificates,pkg-config,tzdata
+MONGO_PACKAGES=python3,python3-venv,ca-certificates,procps
+SECANTUSDB_VERSION=0.7.0b3
+MONGO_TOOLS_VERSION=100.8.0
+MONGO_TOOLS_SHA256=e66bfccb8e7303499e6203928984cbb915fcdbddbf9e8e8a3f5d015a883dc633
+SHARED_DIR="${DBB_SHARED_DIR:-$REPO_ROOT/../shared}"
+MONGO_TOOLS_TARBALL="$SHARED_DIR/vendor/mongo-tools-$MONGO_TOOLS_VERSION.tar.gz"
 
-ALL_TARGETS=(base postgres mariadb mariadb-nodump rust app)
+ALL_TARGETS=(base postgres mariadb mariadb-nodump mongo rust app)
 
 # ----------------------------------------------------------------------------------------------
 # output and timing
@@ -287,6 +302,10 @@ rootfs_tarball() {
 	fi
 	log "    debootstrap: $(elapsed "$t0") s"
 	t0=$EPOCHREALTIME
+	# Name resolution and this machine's CA bundle (it may trust a TLS-inspecting proxy) for
+	# customizations that download (mongo's pip); common_customize removes both.
+	cp -L /etc/resolv.conf "$dir/etc/resolv.conf" 2> /dev/null || true
+	cp -L /etc/ssl/certs/ca-certificates.crt "$dir/tmp/host-ca-certificates.crt" 2> /dev/null || true
 	if ! { "$customize"; common_customize; } \
 		| env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$dir" /bin/sh -s \
 			> "$dir.customize.log" 2>&1; then
@@ -390,6 +409,104 @@ build_mariadb_nodump() {
 		docker_build_dir "$IMG_MARIADB_NODUMP" "$hash" "$REPO_ROOT/images/mariadb-nodump"
 	fi
 	tag_alias "$IMG_MARIADB_NODUMP" "$ALIAS_MARIADB_NODUMP"
+}
+
+# --- dbb-test/mongo:8.2 (SecantusDB + the real MongoDB Database Tools) --------------------------
+
+mongo_customize() {
+	cat <<EOS
+set -eu
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+# A venv of its own: the server and pymongo, pinned; nothing else of Python's world in PATH.
+python3 -m venv /opt/secantusdb
+cert=''
+[ ! -s /tmp/host-ca-certificates.crt ] || cert='--cert /tmp/host-ca-certificates.crt'
+/opt/secantusdb/bin/pip install --no-cache-dir --disable-pip-version-check \$cert --pre secantusdb==$SECANTUSDB_VERSION
+/opt/secantusdb/bin/secantusd-py --help > /dev/null
+/opt/secantusdb/bin/python -c 'import pymongo, secantus'
+EOS
+}
+mongo_rootfs_hash() {
+	{
+		echo "recipe=$RECIPE_VERSION suite=$SUITE variant=minbase packages=$MONGO_PACKAGES"
+		mongo_customize
+		common_customize
+	} | sha
+}
+ensure_go() {
+	command -v go > /dev/null && return 0
+	log "    installing golang-go (to build the MongoDB tools)"
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go > /dev/null
+	command -v go > /dev/null || die "golang-go installed but go is not in PATH"
+}
+# mongo_tools -> MONGO_TOOLS_BIN: mongodump, mongorestore and bsondump built from the vendored
+# source (static), cached by the tarball's sha256.
+MONGO_TOOLS_BIN=''
+mongo_tools() {
+	local sum dir src t0 tool
+	[ -f "$MONGO_TOOLS_TARBALL" ] || die "$MONGO_TOOLS_TARBALL not found (the project's shared/vendor; set DBB_SHARED_DIR)"
+	sum=$(sha < "$MONGO_TOOLS_TARBALL")
+	[ "$sum" = "$MONGO_TOOLS_SHA256" ] \
+		|| die "$MONGO_TOOLS_TARBALL has sha256 $sum, expected $MONGO_TOOLS_SHA256 (shared/vendor/README.md)"
+	dir="$CACHE_DIR/mongo-tools-${sum:0:16}"
+	MONGO_TOOLS_BIN="$dir/bin"
+	if [ -x "$dir/bin/mongodump" ] && [ -x "$dir/bin/mongorestore" ] && [ -x "$dir/bin/bsondump" ]; then
+		log "    using cached MongoDB tools $dir/bin"
+		return 0
+	fi
+	ensure_go
+	new_work_dir mongo-tools
+	src="$NEW_DIR/src"
+	mkdir -p "$src" "$NEW_DIR/bin"
+	tar -xzf "$MONGO_TOOLS_TARBALL" -C "$src"
+	t0=$EPOCHREALTIME
+	for tool in mongodump mongorestore bsondump; do
+		(cd "$src" && env GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 GOCACHE="$NEW_DIR/gocache" \
+			GOPATH="$NEW_DIR/gopath" go build -tags "ssl failpoints" \
+			-ldflags "-X main.VersionStr=$MONGO_TOOLS_VERSION" -o "$NEW_DIR/bin/$tool" "./$tool/main") \
+			> "$NEW_DIR/build.log" 2>&1 || { tail -n 30 "$NEW_DIR/build.log" >&2; die "go build of $tool failed"; }
+	done
+	log "    built mongodump, mongorestore, bsondump $MONGO_TOOLS_VERSION: $(elapsed "$t0") s"
+	rm -rf "$dir"
+	mkdir -p "$dir.partial"
+	mv "$NEW_DIR/bin" "$dir.partial/bin"
+	mv "$dir.partial" "$dir"
+	find "$CACHE_DIR" -maxdepth 1 -name 'mongo-tools-*' ! -path "$dir" -exec rm -rf {} +
+}
+mongo_hash() {
+	{
+		mongo_rootfs_hash
+		dir_digest "$REPO_ROOT/images/mongo"
+		echo "tools=$MONGO_TOOLS_SHA256"
+	} | sha
+}
+build_mongo() {
+	local hash rootfs_hash ctx
+	set_force mongo
+	hash=$(mongo_hash)
+	if up_to_date "$IMG_MONGO" "$hash"; then
+		log "    $IMG_MONGO is up to date (${hash:0:12})"
+		tag_alias "$IMG_MONGO" "$ALIAS_MONGO"
+		return 0
+	fi
+	rootfs_hash=$(mongo_rootfs_hash)
+	if [ "$FORCE_THIS" = 1 ] || [ "$(image_hash "$IMG_MONGO_ROOTFS")" != "$rootfs_hash" ]; then
+		rootfs_tarball mongo "$MONGO_PACKAGES" mongo_customize "$rootfs_hash"
+		docker import --change "LABEL $LABEL_KEY=$rootfs_hash" --change 'ENV LANG=C.UTF-8' \
+			--change 'CMD ["bash"]' --message "debootstrap $SUITE minbase + $MONGO_PACKAGES + secantusdb" \
+			"$ROOTFS_TARBALL" "$IMG_MONGO_ROOTFS" > /dev/null
+		log "    built $IMG_MONGO_ROOTFS (${rootfs_hash:0:12})"
+	fi
+	mongo_tools
+	new_work_dir mongo-context
+	ctx="$NEW_DIR/mongo" # the directory's name names the build log
+	mkdir -p "$ctx"
+	cp -a "$REPO_ROOT/images/mongo/." "$ctx/"
+	cp -a "$MONGO_TOOLS_BIN" "$ctx/bin"
+	docker_build_dir "$IMG_MONGO" "$hash" "$ctx"
+	tag_alias "$IMG_MONGO" "$ALIAS_MONGO"
 }
 
 # --- rust:1-bookworm ---------------------------------------------------------------------------
@@ -539,7 +656,7 @@ build_app() {
 }
 
 # ----------------------------------------------------------------------------------------------
-# dependency order: base -> postgres, mariadb -> mariadb-nodump; rust -> app
+# dependency order: base -> postgres, mariadb -> mariadb-nodump; mongo; rust -> app
 
 need_base=0; need_mariadb=0; need_rust=0
 selected base && need_base=1
@@ -554,6 +671,7 @@ log "images: ${TARGETS[*]} (cache: $CACHE_DIR)"
 ! selected postgres || step "postgres ($IMG_POSTGRES, $ALIAS_POSTGRES)" build_postgres
 [ "$need_mariadb" = 0 ] || step "mariadb ($IMG_MARIADB)" build_mariadb
 ! selected mariadb-nodump || step "mariadb-nodump ($IMG_MARIADB_NODUMP, $ALIAS_MARIADB_NODUMP)" build_mariadb_nodump
+! selected mongo || step "mongo ($IMG_MONGO, $ALIAS_MONGO)" build_mongo
 [ "$need_rust" = 0 ] || step "rust ($IMG_RUST)" build_rust
 ! selected app || step "app ($IMG_APP)" build_app
 log "done in $(elapsed "$SCRIPT_T0") s"

@@ -244,23 +244,27 @@ fn remove_leftover_stacks() {
     }
 }
 
+/// A document in the compose `mongo` service, as its root user (password from the secret file).
+const COMPOSE_MONGO_FILL: &str = "import os, pymongo; pw = open(os.environ['MONGO_INITDB_ROOT_PASSWORD_FILE']).read().strip(); \
+pymongo.MongoClient('127.0.0.1', 27017, directConnection=True, username='root', password=pw).notes.n.insert_one({'a': 1})";
+
 #[test]
 fn compose_example_backs_up_on_startup_on_demand_and_restores() {
     let _serial = serial();
-    for image in [DB_BACKUP_IMAGE, "postgres:16", "mariadb:11"] {
+    for image in [DB_BACKUP_IMAGE, "postgres:16", "mariadb:11", "mongo:7"] {
         require_image(image);
     }
     remove_leftover_stacks();
     docker(&["tag", DB_BACKUP_IMAGE, "db-backup:latest"]).ok();
     let backups = host_root();
     let stack = Stack { project: unique(PROJECT_PREFIX), host_dir: backups.root().to_path_buf() };
-    // mongo is not started: no mongo image exists offline.
-    stack.run(&["up", "-d", "--no-build", "db-backup", "db", "mariadb"]).ok();
+    stack.run(&["up", "-d", "--no-build", "db-backup", "db", "mariadb", "mongo"]).ok();
 
     let db = stack.wait_until("db", "pg_isready -q -U postgres", Duration::from_secs(60));
     let my = stack.wait_until("mariadb", "mariadb-admin ping --silent", Duration::from_secs(90));
+    let mongo = stack.wait_until("mongo", MONGO_READY, Duration::from_secs(120));
     assert!(is_running("db-backup"), "the daemon exited; logs:\n{}", logs("db-backup"));
-    for id in [&db, &my] {
+    for id in [&db, &my, &mongo] {
         let mode = docker(&["inspect", "--format", "{{.HostConfig.NetworkMode}}", id]).ok();
         assert_eq!(mode.stdout.trim(), "none", "{id} must run without a network");
     }
@@ -293,6 +297,14 @@ fn compose_example_backs_up_on_startup_on_demand_and_restores() {
     assert_eq!(archives.len(), 1, "{}", mariadb.all());
     let listing = assert_standard_tar_gz(&archives[0]);
     assert_eq!(listing.last().map(String::as_str), Some("manifest.json"), "{listing:?}");
+
+    // The mongo service (root password from a compose secret file, no shell in the image).
+    docker(&["exec", &mongo, MONGO_PYTHON, "-c", COMPOSE_MONGO_FILL]).ok();
+    let backup = stack.exec_db_backup(&["backup", "mongo"]).ok();
+    let archives = backups.archives("mongo");
+    assert_eq!(archives.len(), 1, "{}", backup.all());
+    let listing = assert_standard_tar_gz(&archives[0]);
+    assert_eq!(listing, ["admin.archive", "databases/notes.archive", "manifest.json"], "{}", backup.all());
 
     // Restore through the stack: fill, back up, damage, restore.
     let sql = |database: &str, text: &str| {

@@ -553,3 +553,48 @@ impl Drop for Daemon {
         record_output("db-backup run", &self.log());
     }
 }
+
+// ---- MongoDB (tests/mongo.rs, tests/image.rs) ----------------------------------------------------
+
+/// SecantusDB with the real mongodump/mongorestore/bsondump; no mongosh or mongo shell.
+pub const MONGO_IMAGE: &str = "dbb-test/mongo:8.2";
+/// The mongo image's Python, which has pymongo (the tests' client: there is no shell).
+pub const MONGO_PYTHON: &str = "/opt/secantusdb/bin/python";
+
+/// Readiness: the final server answers `hello` on 27017 (the entrypoint's temporary one does not
+/// listen there).
+pub const MONGO_READY: &str = "/opt/secantusdb/bin/python -c 'import pymongo; pymongo.MongoClient(\"127.0.0.1\", 27017, directConnection=True, serverSelectionTimeoutMS=500).admin.command(\"hello\")' 2>/dev/null";
+
+/// A mongo container labeled for `service`, ready for queries.
+pub fn mongo(service: &str, env: &[&str], labels: &[(&str, &str)]) -> Container {
+    let mut spec = Spec::new(MONGO_IMAGE, &unique(&format!("dbb-mongo-{service}")))
+        .label("db-backup.type", "mongo")
+        .label("db-backup.service", service);
+    for e in env {
+        spec = spec.env(e);
+    }
+    for (k, v) in labels {
+        spec = spec.label(k, v);
+    }
+    let c = Container::start(spec);
+    c.wait_until(MONGO_READY, Duration::from_secs(120));
+    c
+}
+
+/// Runs a Python script inside a mongo container with `c`, a pymongo client logged in as the
+/// container's own root user (from its env or `_FILE`), or without auth when none is set.
+pub fn pymongo(container: &Container, script: &str) -> String {
+    container.sh_ok(&format!("{MONGO_PYTHON} - <<'DBB_PY'\n{PYMONGO_PRELUDE}{script}\nDBB_PY"))
+}
+
+const PYMONGO_PRELUDE: &str = r#"import os, pymongo
+def _env(name):
+    if os.environ.get(name):
+        return os.environ[name]
+    if os.environ.get(name + "_FILE"):
+        return open(os.environ[name + "_FILE"]).read().rstrip("\n")
+    return None
+_user = _env("MONGO_INITDB_ROOT_USERNAME")
+c = pymongo.MongoClient("127.0.0.1", 27017, directConnection=True, username=_user,
+                        password=_env("MONGO_INITDB_ROOT_PASSWORD") if _user else None)
+"#;
