@@ -29,9 +29,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Command::Backup { service } => cmd::backup::run(&settings, &service).await,
-        Command::Restore { service, archive, into, no_safety_backup } => {
-            let request = RestoreRequest { service, archive, into, safety_backup: !no_safety_backup };
-            cmd::restore::run(&settings, request).await
+        Command::Restore { service, archive, into, no_safety_backup, allow_other_container, json } => {
+            let request =
+                RestoreRequest { service, archive, into, safety_backup: !no_safety_backup, allow_other_container };
+            cmd::restore::run(&settings, request, json).await
         }
         Command::List { service, json } => cmd::list::run(&settings, service.as_deref(), json).await,
         Command::Check => cmd::check::run(&settings).await,
