@@ -16,7 +16,7 @@ use db_backup::manifest::{
     ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
 };
 
-const PG_PW: &str = "POSTGRES_PASSWORD=pg-pw-Tr-4";
+const PG_PW: &str = "POSTGRES_PASSWORD=pg-secret-Tr-4";
 
 fn add_entry(w: &mut ArchiveWriter, name: &str, data: &[u8]) -> EntryInfo {
     let mut entry = w.begin_entry(name, 0).expect("begin entry");
@@ -225,7 +225,7 @@ fn default_restore_takes_the_newest_good_archive_of_the_target_engine_and_names_
     std::thread::sleep(Duration::from_millis(1100));
     {
         // The service moved to MariaDB for a while: its newest archive is of another engine.
-        let my = mariadb(MARIADB_IMAGE, &svc, &["MARIADB_ROOT_PASSWORD=my-pw-Tr-5"], &[]);
+        let my = mariadb(MARIADB_IMAGE, &svc, &["MARIADB_ROOT_PASSWORD=my-secret-Tr-5"], &[]);
         mysql(&my, "CREATE DATABASE app; CREATE TABLE app.t (v TEXT); INSERT INTO app.t VALUES ('from-mariadb');");
         backups.run(&["backup", &svc]).ok();
     }
