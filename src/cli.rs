@@ -51,7 +51,8 @@ pub enum Command {
     Restore {
         #[arg(help = SERVICE_HELP)]
         service: ServiceName,
-        /// An archive file name from `db-backup list <service>`.
+        /// An archive file name from `db-backup list <service>`, or a path to one in the
+        /// service's directory.
         #[arg(long)]
         archive: Option<String>,
         /// Restore into this container instead of the service's own (same engine).
@@ -60,6 +61,12 @@ pub enum Command {
         /// Do not back up the current state before overwriting it.
         #[arg(long)]
         no_safety_backup: bool,
+        /// Allow restoring a safety archive into a container other than the one it was taken from.
+        #[arg(long)]
+        allow_other_container: bool,
+        /// Print a JSON report of what happened on stdout (the progress lines go to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// List services and their archives.
     List {

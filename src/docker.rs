@@ -313,12 +313,14 @@ impl Docker {
     }
 
     /// Runs a command fed from `source` (then end-of-input), draining its output meanwhile so it
-    /// never blocks on a full pipe. stdout and stderr both go to the returned tail.
+    /// never blocks on a full pipe. stdout and stderr both go to the returned tail. When
+    /// `shutdown` reaches abort, the command is killed in the container and `Aborted` returned.
     pub async fn run_streaming_in(
         &self,
         container: &ContainerRef,
         cmd: &ExecCommand,
         mut source: mpsc::Receiver<Bytes>,
+        shutdown: &Shutdown,
     ) -> Result<ExecStatus, DockerError> {
         let (exec, started) = self.start(container, cmd).await?;
         let StartExecResults::Attached { mut output, mut input } = started else {
@@ -343,19 +345,27 @@ impl Docker {
             }
             Ok(tail)
         };
-        tokio::pin!(feed);
-        tokio::pin!(drain);
-        // When the process ends first (an error), stop feeding it: `feed` is dropped with the
-        // source, which tells the archive reader to stop.
-        let tail = tokio::select! {
-            drained = &mut drain => drained?,
-            fed = &mut feed => {
-                let fed_ok = fed.is_ok();
-                let tail = drain.await?;
-                if !fed_ok {
-                    tracing::debug!("input closed early by {}", container.name);
+        let work = async move {
+            tokio::pin!(feed);
+            tokio::pin!(drain);
+            // When the process ends first (an error), stop feeding it: `feed` is dropped with the
+            // source, which tells the archive reader to stop.
+            tokio::select! {
+                drained = &mut drain => drained,
+                fed = &mut feed => {
+                    if fed.is_err() {
+                        tracing::debug!("input closed early by {}", container.name);
+                    }
+                    drain.await
                 }
-                tail
+            }
+        };
+        let tail = tokio::select! {
+            tail = work => tail?,
+            _ = shutdown.aborted() => {
+                // Like a dump, a replay whose streams are dropped would run on: end it ourselves.
+                self.kill_exec(container, &exec).await;
+                return Err(DockerError::Aborted);
             }
         };
         let exit_code = self.exit_code(container, &exec.id).await?;

@@ -33,10 +33,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Command::Backup { service } => cmd::backup::run(&settings, service.as_str()).await,
-        Command::Restore { service, archive, into, no_safety_backup } => {
+        Command::Restore { service, archive, into, no_safety_backup, allow_other_container, json } => {
             let service = service.to_string();
-            let request = RestoreRequest { service, archive, into, safety_backup: !no_safety_backup };
-            cmd::restore::run(&settings, request).await
+            let request =
+                RestoreRequest { service, archive, into, safety_backup: !no_safety_backup, allow_other_container };
+            cmd::restore::run(&settings, request, json).await
         }
         Command::List { service, json } => cmd::list::run(&settings, service.as_ref(), json).await,
         Command::Check => cmd::check::run(&settings).await,

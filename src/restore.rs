@@ -1,7 +1,13 @@
 //! `restore`, step by step: pick and verify the archive (nothing is touched if it is corrupt,
 //! truncated or of another engine) → lock the service → check the target answers → take a safety
 //! backup of its current state → replay every entry, streamed from the archive into the tools'
-//! stdin → report exactly what was restored and what was left alone.
+//! stdin (SIGTERM/SIGINT kills the running tool) → probe the target again and report what is
+//! really there: the manifest says what should be restored, only the server says what was.
+
+mod archive_arg;
+mod outcome;
+mod report;
+mod target;
 
 use std::path::{Path, PathBuf};
 
@@ -11,16 +17,21 @@ use tokio::sync::mpsc;
 use crate::archive::{for_each_entry, ArchiveError};
 use crate::config::Settings;
 use crate::discovery::Discovered;
-use crate::docker::{ContainerInfo, Docker};
-use crate::engine::{engine_for_spec, Feed, RestoreStep};
+use crate::docker::{Docker, DockerError};
+use crate::engine::{engine_for_spec, Engine, EngineKind, Feed, Probe, RestoreStep};
 use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
 use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
-use crate::labels::{self, BackupSpec, ServiceName};
-use crate::lock::ServiceLock;
+use crate::labels::{BackupSpec, ContainerRef, ServiceName};
+use crate::lock::{LockError, ServiceLock};
 use crate::manifest::{ArchiveKind, Manifest, MANIFEST_NAME};
 use crate::shutdown::Shutdown;
-use crate::store::{parse_archive_name, ArchiveFile, Store};
-use crate::verify::verify_archive;
+use crate::store::{ArchiveFile, Store};
+use crate::verify::{verify_archive, VerifyError};
+
+use archive_arg::archive_name_of;
+pub use outcome::{check_entries_cover, judge, DatabasesAfter};
+pub use report::RestoreReport;
+use target::resolve_target;
 
 const READ_CHUNK: usize = 256 * 1024;
 const CHANNEL_CHUNKS: usize = 16;
@@ -33,10 +44,18 @@ pub struct RestoreRequest {
     pub archive: Option<String>,
     pub into: Option<String>,
     pub safety_backup: bool,
+    /// Restore a safety archive into a container other than the one it was taken from.
+    pub allow_other_container: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// A bad argument or an unknown name (exit 2); nothing was touched.
+    #[error("{0}")]
+    Usage(String),
+    /// Another backup or restore holds the service (exit 75); nothing was touched.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
@@ -45,27 +64,43 @@ pub enum RestoreError {
     StepFailed { what: String, archive: String, code: i64, stderr: String, rollback: String },
     #[error("restore from {archive} failed: {message}{rollback}")]
     Failed { archive: String, message: String, rollback: String },
+    /// SIGTERM/SIGINT: the tool in the container was killed; `state` says what the target holds.
+    #[error("restore interrupted by a signal: {state}{rollback}")]
+    Interrupted { state: String, rollback: String },
 }
 
-/// Runs a restore, printing each step to stdout as it happens.
+/// Runs a restore, narrating each step as it happens and recording what happened in `report`.
 pub async fn restore(
     docker: &Docker,
     settings: &Settings,
     discovered: &Discovered,
     req: &RestoreRequest,
     shutdown: &Shutdown,
+    report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let store = Store::new(&settings.root);
-    let service = ServiceName::parse(&req.service).map_err(|e| RestoreError::Refused(format!("service: {e}")))?;
-    let (archive, manifest) = choose_archive(&store, &service, req.archive.as_deref())?;
-    let target = target_spec(docker, settings, discovered, &service, req.into.as_deref(), &manifest).await?;
+    let service = ServiceName::parse(&req.service).map_err(|e| RestoreError::Usage(format!("service: {e}")))?;
+    let pending = resolve_target(docker, settings, discovered, &service, req.into.as_deref()).await?;
+    let (archive, manifest) =
+        choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), report, shutdown).await?;
     let archive_name = file_name(&archive);
-
-    let dir = store.service_dir(&service).map_err(|e| {
-        RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(service.as_str()).display()))
+    report.archive = Some(archive_name.clone());
+    check_entries_cover(&manifest).map_err(|why| {
+        RestoreError::Refused(format!("refusing to restore {archive_name}, nothing was touched: {why}"))
     })?;
-    let _lock = ServiceLock::try_acquire(&dir, service.as_str()).map_err(|e| RestoreError::Refused(e.to_string()))?;
-    say(format!(
+    check_safety_origin(&manifest, &archive_name, pending.container(), req.allow_other_container)?;
+    let home = if req.safety_backup { Some(pending.home()?.clone()) } else { None };
+    let target = pending.into_spec(settings, &service, &manifest);
+    report.container = Some(target.container.name.clone());
+    if target.engine != manifest.engine {
+        return Err(RestoreError::Refused(format!(
+            "--archive: {archive_name} holds a {} backup but container {} runs {}; nothing was touched",
+            manifest.engine, target.container.name, target.engine
+        )));
+    }
+
+    let _locks = lock_services(&store, &service, home.as_ref())?;
+    report.say(format!(
         "restoring service {service} from {archive_name} ({} archive of {}, {} server {}, taken {}) into container {}",
         kind_word(manifest.kind),
         manifest.container.name,
@@ -77,29 +112,17 @@ pub async fn restore(
 
     let engine = engine_for_spec(&target);
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;
-    let safety = if req.safety_backup {
-        // Everything the server has now, whatever the label selects: a database the label names
-        // may be the very one that was lost.
-        let everything = BackupSpec { databases: None, ..target.clone() };
-        let outcome = backup_locked(docker, &store, &everything, ArchiveKind::Safety, settings.gzip_level, shutdown)
-            .await
-            .map_err(|e| {
-                RestoreError::Refused(format!(
-                    "the safety backup of the current state failed, so nothing was restored: {e}"
-                ))
-            })?;
-        say(format!("safety backup of the current state: {}", file_name(&outcome.archive)));
-        Some(file_name(&outcome.archive))
-    } else {
-        say("no safety backup taken (--no-safety-backup)".to_string());
-        None
-    };
-    let rollback = match &safety {
-        Some(name) => format!(
-            "\nthe state before this restore is in {name}; to go back: db-backup restore {service} --archive {name}{}",
-            req.into.as_ref().map(|c| format!(" --into {c}")).unwrap_or_default()
-        ),
-        None => "\nno safety backup was taken (--no-safety-backup)".to_string(),
+    let rollback = match home {
+        Some(home) => {
+            let name = safety_backup(docker, settings, &store, &target, shutdown).await?;
+            report.say(format!("safety backup of the current state: {home}/{name}"));
+            report.safety_archive = Some(format!("{home}/{name}"));
+            rollback_hint(&home, &name, &target.container.name)
+        }
+        None => {
+            report.say("no safety backup taken (--no-safety-backup)".to_string());
+            "\nno safety backup was taken (--no-safety-backup)".to_string()
+        }
     };
 
     let steps = engine.restore_steps(&manifest, &current).map_err(|message| RestoreError::Failed {
@@ -107,23 +130,120 @@ pub async fn restore(
         message,
         rollback: rollback.clone(),
     })?;
-    replay(docker, &target, &archive, &archive_name, &steps, &rollback).await?;
+    replay(docker, &target, &archive, &archive_name, &steps, &rollback, shutdown, report).await?;
+    confirm(docker, &target, engine.as_ref(), &manifest, &current, &archive_name, &rollback, report).await
+}
 
-    let restored: Vec<&str> = manifest.databases.iter().map(String::as_str).collect();
-    let untouched: Vec<&str> = current.databases.iter().map(String::as_str).filter(|d| !restored.contains(d)).collect();
-    if !untouched.is_empty() {
-        say(format!("left alone (not in the archive): {}", untouched.join(", ")));
+/// Probes the target again and reports what is really there; fails if the archive's databases
+/// are not all present or a database it does not hold was lost.
+#[allow(clippy::too_many_arguments)]
+async fn confirm(
+    docker: &Docker,
+    target: &BackupSpec,
+    engine: &dyn Engine,
+    manifest: &Manifest,
+    before: &Probe,
+    archive_name: &str,
+    rollback: &str,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let after = probe_container(docker, &target.container, engine).await.map_err(|e| RestoreError::Failed {
+        archive: archive_name.to_string(),
+        message: format!("every entry was replayed, but the server could not be checked afterwards: {e}"),
+        rollback: rollback.to_string(),
+    })?;
+    let judged = judge(&manifest.databases, &before.databases, &after.databases);
+    report.databases = Some(judged.clone());
+    if !judged.left_alone.is_empty() {
+        report.say(format!("left alone (not in the archive): {}", judged.left_alone.join(", ")));
     }
-    say(format!(
-        "restore complete: {} database(s) of service {service} restored from {archive_name}: {}",
-        restored.len(),
-        restored.join(", ")
+    if !judged.appeared.is_empty() {
+        report.say(format!(
+            "warning: database(s) not listed in the archive's manifest are now on the server: {}",
+            judged.appeared.join(", ")
+        ));
+    }
+    if !judged.is_sound() {
+        return Err(RestoreError::Failed {
+            archive: archive_name.to_string(),
+            message: judged.problems().join("; "),
+            rollback: rollback.to_string(),
+        });
+    }
+    report.say(format!(
+        "restore complete: {} database(s) restored into {} from {archive_name}, checked on the server: {}",
+        judged.restored.len(),
+        target.container.name,
+        judged.restored.join(", ")
     ));
     Ok(())
 }
 
-fn say(line: String) {
-    println!("{line}");
+/// The service's lock, and that of the safety backup's home when it is another directory.
+fn lock_services(
+    store: &Store,
+    service: &ServiceName,
+    home: Option<&ServiceName>,
+) -> Result<Vec<ServiceLock>, RestoreError> {
+    let mut locks = Vec::new();
+    for name in std::iter::once(service).chain(home.filter(|h| *h != service)) {
+        let dir = store.service_dir(name).map_err(|e| {
+            RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(name.as_str()).display()))
+        })?;
+        locks.push(ServiceLock::try_acquire(&dir, name.as_str()).map_err(|e| match e {
+            LockError::Busy { .. } => RestoreError::Busy(e.to_string()),
+            other => RestoreError::Refused(other.to_string()),
+        })?);
+    }
+    Ok(locks)
+}
+
+/// Everything the server has now, whatever the label selects: a database the label names may be
+/// the very one that was lost. Filed under `target.service`, the container's own home.
+async fn safety_backup(
+    docker: &Docker,
+    settings: &Settings,
+    store: &Store,
+    target: &BackupSpec,
+    shutdown: &Shutdown,
+) -> Result<String, RestoreError> {
+    let everything = BackupSpec { databases: None, ..target.clone() };
+    match backup_locked(docker, store, &everything, ArchiveKind::Safety, settings.gzip_level, shutdown).await {
+        Ok(outcome) => Ok(file_name(&outcome.archive)),
+        Err(BackupError::Aborted) => Err(RestoreError::Interrupted {
+            state: format!(
+                "stopped during the safety backup of container {}; nothing was restored, the container is as it was",
+                target.container.name
+            ),
+            rollback: String::new(),
+        }),
+        Err(e) => Err(RestoreError::Refused(format!(
+            "the safety backup of the current state failed, so nothing was restored: {e}"
+        ))),
+    }
+}
+
+fn rollback_hint(home: &ServiceName, name: &str, container: &str) -> String {
+    format!(
+        "\nthe state before this restore is in {name} (directory {home} of the backup root); to go back: db-backup restore {home} --archive {name} --into {container}"
+    )
+}
+
+/// A safety archive holds one container's state: putting it into another is refused unless asked.
+fn check_safety_origin(
+    manifest: &Manifest,
+    archive_name: &str,
+    target: &ContainerRef,
+    allow_other_container: bool,
+) -> Result<(), RestoreError> {
+    if manifest.kind != ArchiveKind::Safety || manifest.container.name == target.name || allow_other_container {
+        return Ok(());
+    }
+    Err(RestoreError::Usage(format!(
+        "--archive: {archive_name} is the safety backup of container {}, not of {}; nothing was touched. \
+         To put that container's state into {} anyway, add --allow-other-container",
+        manifest.container.name, target.name, target.name
+    )))
 }
 
 fn kind_word(kind: ArchiveKind) -> &'static str {
@@ -137,54 +257,80 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The named archive, or the newest regular archive that verifies. Safety archives are used only
-/// when named.
-fn choose_archive(
+/// The named archive, or the newest regular archive of the target's engine that verifies (any
+/// engine when the target's is not known yet). Safety archives are used only when named.
+async fn choose_archive(
     store: &Store,
     service: &ServiceName,
     named: Option<&str>,
+    engine: Option<EngineKind>,
+    report: &mut RestoreReport,
+    shutdown: &Shutdown,
 ) -> Result<(PathBuf, Manifest), RestoreError> {
-    let archives = store.archives(service.as_str()).map_err(|e| {
-        RestoreError::Refused(format!("cannot list {}: {e}", store.root().join(service.as_str()).display()))
-    })?;
-    if let Some(name) = named {
-        if parse_archive_name(name).is_none() {
-            return Err(RestoreError::Refused(format!(
-                "--archive: '{name}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz (see db-backup list {service})"
-            )));
-        }
+    let service_dir = store.root().join(service.as_str());
+    let archives = store
+        .archives(service.as_str())
+        .map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
+    if archives.is_empty() {
+        return Err(RestoreError::Usage(format!("service {service} has no archives under {}", service_dir.display())));
+    }
+    if let Some(arg) = named {
+        let name = archive_name_of(arg, &service_dir, service.as_str()).map_err(RestoreError::Usage)?;
         let Some(found) = archives.iter().find(|a| a.name == name) else {
-            return Err(RestoreError::Refused(format!(
+            return Err(RestoreError::Usage(format!(
                 "--archive: no archive {name} for service {service}; it has: {}",
                 names(&archives)
             )));
         };
-        let manifest = verify_archive(&found.path)
+        let manifest = verified(&found.path, shutdown)
+            .await?
             .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
         return Ok((found.path.clone(), manifest));
     }
     let mut skipped = Vec::new();
     for candidate in archives.iter().rev().filter(|a| a.kind == ArchiveKind::Backup) {
-        match verify_archive(&candidate.path) {
+        match verified(&candidate.path, shutdown).await? {
+            Ok(manifest) if engine.is_some_and(|e| e != manifest.engine) => skipped.push(format!(
+                "{}: a {} archive; the target runs {}",
+                candidate.name,
+                manifest.engine,
+                engine_word(engine)
+            )),
             Ok(manifest) => {
                 for why in &skipped {
-                    say(format!("skipped {why}"));
+                    report.say(format!("skipped {why}"));
                 }
+                report.skipped = skipped;
                 return Ok((candidate.path.clone(), manifest));
             }
             Err(e) => skipped.push(format!("{}: {e}", candidate.name)),
         }
     }
-    if skipped.is_empty() {
-        Err(RestoreError::Refused(format!(
-            "service {service} has no archives under {}",
-            store.root().join(service.as_str()).display()
-        )))
-    } else {
-        Err(RestoreError::Refused(format!(
-            "no archive of service {service} verifies, nothing was touched:\n  {}",
+    Err(RestoreError::Refused(format!(
+        "no archive of service {service}{} verifies, nothing was touched:\n  {}",
+        engine.map(|e| format!(" of engine {e}")).unwrap_or_default(),
+        if skipped.is_empty() {
+            "(it has only safety archives; name one with --archive)".to_string()
+        } else {
             skipped.join("\n  ")
-        )))
+        }
+    )))
+}
+
+fn engine_word(engine: Option<EngineKind>) -> String {
+    engine.map(|e| e.to_string()).unwrap_or_default()
+}
+
+/// Verifies on a blocking thread, giving up at once on SIGTERM/SIGINT (the thread only reads).
+async fn verified(path: &Path, shutdown: &Shutdown) -> Result<Result<Manifest, VerifyError>, RestoreError> {
+    let owned = path.to_path_buf();
+    let work = tokio::task::spawn_blocking(move || verify_archive(&owned));
+    tokio::select! {
+        joined = work => joined.map_err(|e| RestoreError::Refused(format!("verifying {}: {e}", path.display()))),
+        _ = shutdown.aborted() => Err(RestoreError::Interrupted {
+            state: "stopped while verifying the archive; nothing was touched".to_string(),
+            rollback: String::new(),
+        }),
     }
 }
 
@@ -196,69 +342,10 @@ fn names(archives: &[ArchiveFile]) -> String {
     }
 }
 
-/// The container to restore into, as a spec: the service's own container, or `--into`'s.
-async fn target_spec(
-    docker: &Docker,
-    settings: &Settings,
-    discovered: &Discovered,
-    service: &ServiceName,
-    into: Option<&str>,
-    manifest: &Manifest,
-) -> Result<BackupSpec, RestoreError> {
-    let spec = match into {
-        None => discovered.find(service.as_str()).cloned().ok_or_else(|| {
-            RestoreError::Refused(format!(
-                "{}\nstart it, or restore into another container with --into <container>",
-                discovered.not_found(service.as_str())
-            ))
-        })?,
-        Some(name) => into_spec(docker, settings, service, name, manifest).await?,
-    };
-    if spec.engine != manifest.engine {
-        return Err(RestoreError::Refused(format!(
-            "the archive holds a {} backup but container {} runs {}; nothing was touched",
-            manifest.engine, spec.container.name, spec.engine
-        )));
-    }
-    Ok(spec)
-}
-
-async fn into_spec(
-    docker: &Docker,
-    settings: &Settings,
-    service: &ServiceName,
-    name: &str,
-    manifest: &Manifest,
-) -> Result<BackupSpec, RestoreError> {
-    let info: ContainerInfo =
-        docker.container(name).await.map_err(|e| RestoreError::Refused(format!("--into: {e}")))?;
-    if !info.running {
-        return Err(RestoreError::Refused(format!("--into: container '{name}' is not running")));
-    }
-    if labels::mentions_us(&info.labels) {
-        // A labeled target brings its own engine and credentials; its archives stay under `service`.
-        let mut spec = labels::parse(&info.container, &info.labels, &settings.defaults).map_err(|errors| {
-            RestoreError::Refused(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
-        })?;
-        spec.service = service.clone();
-        spec.databases = None;
-        return Ok(spec);
-    }
-    Ok(BackupSpec {
-        container: info.container,
-        service: service.clone(),
-        engine: manifest.engine,
-        schedule: settings.defaults.schedule.clone(),
-        databases: None,
-        user_env: None,
-        password_env: None,
-        on_startup: false,
-        keep: None,
-    })
-}
-
 /// One pass over the archive: a blocking thread reads entries in order and hands each to the
-/// async side as a bounded stream of chunks; each step's command consumes its entry.
+/// async side as a bounded stream of chunks; each step's command consumes its entry. On
+/// SIGTERM/SIGINT the running tool is killed and the error says what the target now holds.
+#[allow(clippy::too_many_arguments)]
 async fn replay(
     docker: &Docker,
     target: &BackupSpec,
@@ -266,6 +353,8 @@ async fn replay(
     archive_name: &str,
     steps: &[RestoreStep],
     rollback: &str,
+    shutdown: &Shutdown,
+    report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
     let path = archive.to_path_buf();
@@ -275,24 +364,42 @@ async fn replay(
         message,
         rollback: rollback.to_string(),
     };
+    let interrupted = |report: &mut RestoreReport, current: Option<&RestoreStep>| {
+        report.interrupted = current.map(|s| s.what.clone());
+        report.not_replayed = steps
+            .iter()
+            .filter(|s| !report.replayed.contains(&s.what) && Some(&s.what) != report.interrupted.as_ref())
+            .map(|s| s.what.clone())
+            .collect();
+        RestoreError::Interrupted {
+            state: interrupted_state(&target.container.name, report),
+            rollback: rollback.to_string(),
+        }
+    };
 
     let mut done = 0;
-    while let Some((name, data)) = entries.recv().await {
+    loop {
+        let next = tokio::select! {
+            next = entries.recv() => next,
+            _ = shutdown.aborted() => return Err(interrupted(report, None)),
+        };
+        let Some((name, data)) = next else { break };
         if name == MANIFEST_NAME {
             continue;
         }
         let Some(step) = steps.iter().find(|s| s.entry == name) else {
             return Err(failed(format!("the archive holds '{name}', which the manifest does not list")));
         };
-        say(format!("restoring {} ({name})", step.what));
+        report.say(format!("restoring {} ({name})", step.what));
         let source = match step.feed {
             Feed::Stream => data,
             Feed::RewritePgGlobals | Feed::RewriteMysqlUsers => rewritten(step.feed, data).await.map_err(&failed)?,
         };
-        let status = docker
-            .run_streaming_in(&target.container, &step.command, source)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let status = match docker.run_streaming_in(&target.container, &step.command, source, shutdown).await {
+            Ok(status) => status,
+            Err(DockerError::Aborted) => return Err(interrupted(report, Some(step))),
+            Err(e) => return Err(failed(e.to_string())),
+        };
         if status.exit_code != 0 {
             return Err(RestoreError::StepFailed {
                 what: step.what.clone(),
@@ -302,7 +409,8 @@ async fn replay(
                 rollback: rollback.to_string(),
             });
         }
-        say(format!("restored {}", step.what));
+        report.say(format!("replayed {}", step.what));
+        report.replayed.push(step.what.clone());
         done += 1;
     }
     match reader.await {
@@ -314,6 +422,18 @@ async fn replay(
         return Err(failed(format!("only {done} of {} entries were found in the archive", steps.len())));
     }
     Ok(())
+}
+
+/// What the target holds after an interrupted replay, for the operator deciding what to do.
+fn interrupted_state(container: &str, report: &RestoreReport) -> String {
+    let list = |items: &[String]| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+    format!(
+        "the tool in container {container} was stopped. Container {container} now holds: replayed completely: {}; \
+         interrupted mid-replay, likely incomplete: {}; not touched by this restore: {}",
+        list(&report.replayed),
+        report.interrupted.as_deref().unwrap_or("none"),
+        list(&report.not_replayed)
+    )
 }
 
 /// Collects a small entry, rewrites it to be replayable over existing roles/users, re-chunks it.

@@ -1,23 +1,39 @@
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED};
+use serde_json::json;
+
+use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
-use crate::restore::{restore, RestoreError, RestoreRequest};
+use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 
-pub async fn run(settings: &Settings, request: RestoreRequest) -> anyhow::Result<i32> {
+/// A restore stopped by SIGTERM/SIGINT (128 + SIGINT, the shell's convention for an interrupt).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> anyhow::Result<i32> {
     let docker = Docker::connect(settings.scope.as_ref()).await?;
     let discovered = discover(&docker, &settings.defaults).await?;
-    // Ctrl-C / SIGTERM stops the safety backup cleanly; the restore's own commands end with us.
+    // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
-    match restore(&docker, settings, &discovered, &request, &shutdown).await {
-        Ok(()) => Ok(0),
-        Err(RestoreError::Refused(message)) if message.contains("is busy") => {
-            eprintln!("error: {message}");
-            Ok(EXIT_BUSY)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(EXIT_FAILED)
-        }
+    let mut report = RestoreReport::new(&request.service, json);
+    let result = restore(&docker, settings, &discovered, &request, &shutdown, &mut report).await;
+    let code = match &result {
+        Ok(()) => 0,
+        Err(RestoreError::Usage(_)) => EXIT_USAGE,
+        Err(RestoreError::Busy(_)) => EXIT_BUSY,
+        Err(RestoreError::Interrupted { .. }) => EXIT_INTERRUPTED,
+        Err(_) => EXIT_FAILED,
+    };
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
     }
+    if json {
+        let document = json!({
+            "ok": result.is_ok(),
+            "exit_code": code,
+            "error": result.as_ref().err().map(|e| e.to_string()),
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    }
+    Ok(code)
 }
