@@ -58,6 +58,8 @@ pub async fn restore(
     let store = Store::new(&settings.root);
     let service = ServiceName::parse(&req.service).map_err(|e| RestoreError::Refused(format!("service: {e}")))?;
     let (archive, manifest) = choose_archive(&store, &service, req.archive.as_deref())?;
+    crate::verify::check_replayable(&archive, &manifest)
+        .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
     let target = target_spec(docker, settings, discovered, &service, req.into.as_deref(), &manifest).await?;
     let archive_name = file_name(&archive);
 
@@ -107,7 +109,7 @@ pub async fn restore(
         message,
         rollback: rollback.clone(),
     })?;
-    replay(docker, &target, &archive, &archive_name, &steps, &rollback).await?;
+    replay(docker, &target, &archive, &archive_name, &steps, &rollback, &manifest).await?;
 
     let restored: Vec<&str> = manifest.databases.iter().map(String::as_str).collect();
     let untouched: Vec<&str> = current.databases.iter().map(String::as_str).filter(|d| !restored.contains(d)).collect();
@@ -266,6 +268,7 @@ async fn replay(
     archive_name: &str,
     steps: &[RestoreStep],
     rollback: &str,
+    manifest: &Manifest,
 ) -> Result<(), RestoreError> {
     let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
     let path = archive.to_path_buf();
@@ -289,10 +292,23 @@ async fn replay(
             Feed::Stream => data,
             Feed::RewritePgGlobals | Feed::RewriteMysqlUsers => rewritten(step.feed, data).await.map_err(&failed)?,
         };
+        // Checked before anything was touched; checked again here in case the file changed since.
+        let (source, refused) = match crate::engine::psql_guard::guard_for(manifest, &name) {
+            Some(guard) => {
+                let (source, refused) = crate::engine::psql_guard::screen(guard, source);
+                (source, Some(refused))
+            }
+            None => (source, None),
+        };
         let status = docker
             .run_streaming_in(&target.container, &step.command, source)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        if let Some(refusal) = refused.and_then(|mut r| r.try_recv().ok()) {
+            return Err(failed(format!(
+                "entry '{name}' changed since it was checked and is refused at {refusal}; replay stopped before it"
+            )));
+        }
         if status.exit_code != 0 {
             return Err(RestoreError::StepFailed {
                 what: step.what.clone(),
