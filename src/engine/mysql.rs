@@ -360,6 +360,34 @@ mod tests {
     }
 
     #[test]
+    fn restore_client_runs_with_its_own_commands_off() {
+        use crate::manifest::{ArchiveKind, ManifestEntry, SourceContainer};
+        let entry = |name: &str, role| ManifestEntry { name: name.into(), role, size: 0, sha256: String::new() };
+        let now = chrono::Utc::now();
+        let manifest = Manifest {
+            format: crate::manifest::FORMAT_VERSION,
+            db_backup_version: "0".into(),
+            kind: ArchiveKind::Backup,
+            service: "s".into(),
+            engine: EngineKind::Mysql,
+            server_version: "10.11".into(),
+            container: SourceContainer { name: "c".into(), id: "i".into(), image: "m".into() },
+            databases: vec!["app".into()],
+            started_at: now,
+            finished_at: now,
+            entries: vec![
+                entry("databases/app.sql", EntryRole::Database { database: "app".into() }),
+                entry("users.sql", EntryRole::Users),
+            ],
+        };
+        for step in my().restore_steps(&manifest, &Probe::default()).unwrap() {
+            let script = &step.command.argv[2];
+            assert!(script.contains("dbb_safe=--binary-mode\n"), "{script}");
+            assert!(script.contains("$dbb_client $dbb_safe -u"), "{script}");
+        }
+    }
+
+    #[test]
     fn completeness_trailer_is_required() {
         let role = EntryRole::Users;
         assert!(my().check_complete(&role, b"UNLOCK TABLES;\n-- Dump completed on 2026-11-25  3:00:00\n").is_ok());
