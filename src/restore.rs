@@ -83,6 +83,8 @@ pub async fn restore(
     let pending = resolve_target(docker, settings, discovered, &service, req.into.as_deref()).await?;
     let (archive, manifest) =
         choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), report, shutdown).await?;
+    crate::verify::check_replayable(&archive, &manifest)
+        .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
     let archive_name = file_name(&archive);
     report.archive = Some(archive_name.clone());
     check_entries_cover(&manifest).map_err(|why| {
@@ -130,7 +132,7 @@ pub async fn restore(
         message,
         rollback: rollback.clone(),
     })?;
-    replay(docker, &target, &archive, &archive_name, &steps, &rollback, shutdown, report).await?;
+    replay(docker, &target, &archive, &archive_name, &steps, &rollback, &manifest, shutdown, report).await?;
     confirm(docker, &target, engine.as_ref(), &manifest, &current, &archive_name, &rollback, report).await
 }
 
@@ -353,6 +355,7 @@ async fn replay(
     archive_name: &str,
     steps: &[RestoreStep],
     rollback: &str,
+    manifest: &Manifest,
     shutdown: &Shutdown,
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
@@ -395,11 +398,24 @@ async fn replay(
             Feed::Stream => data,
             Feed::RewritePgGlobals | Feed::RewriteMysqlUsers => rewritten(step.feed, data).await.map_err(&failed)?,
         };
+        // Checked before anything was touched; checked again here in case the file changed since.
+        let (source, refused) = match crate::engine::psql_guard::guard_for(manifest, &name) {
+            Some(guard) => {
+                let (source, refused) = crate::engine::psql_guard::screen(guard, source);
+                (source, Some(refused))
+            }
+            None => (source, None),
+        };
         let status = match docker.run_streaming_in(&target.container, &step.command, source, shutdown).await {
             Ok(status) => status,
             Err(DockerError::Aborted) => return Err(interrupted(report, Some(step))),
             Err(e) => return Err(failed(e.to_string())),
         };
+        if let Some(refusal) = refused.and_then(|mut r| r.try_recv().ok()) {
+            return Err(failed(format!(
+                "entry '{name}' changed since it was checked and is refused at {refusal}; replay stopped before it"
+            )));
+        }
         if status.exit_code != 0 {
             return Err(RestoreError::StepFailed {
                 what: step.what.clone(),

@@ -89,3 +89,38 @@ pub fn record_of(result: &Result<Manifest, VerifyError>) -> VerifyRecord {
         checked_at: chrono::Utc::now(),
     }
 }
+
+/// Reads a PostgreSQL archive's SQL through the psql guard, so that an archive holding psql
+/// meta-commands or a COPY that pg_dump never writes is refused before a restore touches
+/// anything. Other engines' archives pass (their clients' commands are off during replay).
+pub fn check_replayable(path: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
+    use crate::engine::psql_guard::guard_for;
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|source| ArchiveError::Io { context: format!("opening archive {shown}"), source })?;
+    let mut refused = None;
+    let walked = crate::archive::for_each_entry(std::io::BufReader::new(file), |name, reader| {
+        let Some(mut guard) = guard_for(manifest, name) else {
+            return Ok(());
+        };
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader
+                .read(&mut chunk)
+                .map_err(|source| ArchiveError::Io { context: format!("reading entry '{name}'"), source })?;
+            let checked = if n == 0 { guard.finish() } else { guard.feed(&chunk[..n]) };
+            if let Err(refusal) = checked {
+                refused = Some(format!("entry '{name}', {refusal}"));
+                return Err(ArchiveError::Corrupt("refused".into()));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    });
+    match (refused, walked) {
+        (Some(problem), _) => Err(VerifyError::Mismatch { archive: shown, problem }),
+        (None, Err(e)) => Err(e.into()),
+        (None, Ok(())) => Ok(()),
+    }
+}

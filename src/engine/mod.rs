@@ -10,6 +10,7 @@
 pub mod mongo;
 pub mod mysql;
 pub mod postgres;
+pub mod psql_guard;
 
 use std::fmt;
 use std::str::FromStr;

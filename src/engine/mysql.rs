@@ -105,10 +105,11 @@ impl Engine for Mysql {
             steps.push(DumpStep {
                 entry: format!("databases/{}.sql", entry_safe(&db)),
                 role: EntryRole::Database { database: db.clone() },
+                // `--` ends the options: a database named `-r/x` or `--all-databases` stays a name.
                 command: self
                     .script(&format!(
                         "{NEED_DUMP}exec $dbb_dump -u\"$dbb_user\" --single-transaction --routines --triggers --events \
-                         --hex-blob --default-character-set=utf8mb4 --databases \"$DBB_DB\"\n"
+                         --hex-blob --default-character-set=utf8mb4 --databases -- \"$DBB_DB\"\n"
                     ))
                     .with_env("DBB_DB", db),
             });
@@ -138,7 +139,7 @@ impl Engine for Mysql {
                     what: format!("database {database}"),
                     feed: Feed::Stream,
                     command: self
-                        .script(RESTORE_DATABASE)
+                        .script(&format!("{CLIENT_SAFE}{RESTORE_DATABASE}"))
                         .with_env("DBB_KILL_SQL", kill_sessions_sql(database))
                         .with_env("DBB_DROP_SQL", format!("DROP DATABASE IF EXISTS {};", quote_ident(database)))
                         .with_stdin(),
@@ -148,7 +149,7 @@ impl Engine for Mysql {
                     what: "users and grants".into(),
                     feed: Feed::RewriteMysqlUsers,
                     command: self
-                        .script("exec $dbb_client -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null\n")
+                        .script(&format!("{CLIENT_SAFE}exec $dbb_client $dbb_safe -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null\n"))
                         .with_stdin(),
                 }),
                 other => return Err(format!("a mysql archive cannot hold a {other:?} entry ({})", entry.name)),
@@ -172,9 +173,16 @@ done
 echo "-- Dump completed"
 "#;
 
+/// The client reads `\!`, `system`, `source` and the like from its input: `--binary-mode` turns
+/// every client command off but `\C` and `DELIMITER` (which dumps use), `--sandbox` (newer
+/// clients) refuses anything that touches files or runs programs.
+const CLIENT_SAFE: &str = r#"dbb_safe=--binary-mode
+if $dbb_client --help 2>/dev/null | grep -q -- '--sandbox'; then dbb_safe="--binary-mode --sandbox"; fi
+"#;
+
 const RESTORE_DATABASE: &str = r#"dbb_ids=$($dbb_client -u"$dbb_user" -N -B -e "$DBB_KILL_SQL")
 for dbb_id in $dbb_ids; do $dbb_client -u"$dbb_user" -e "KILL CONNECTION $dbb_id" 2>/dev/null || true; done
-{ printf '%s\n' "$DBB_DROP_SQL"; cat; } | $dbb_client -u"$dbb_user" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null
+{ printf '%s\n' "$DBB_DROP_SQL"; cat; } | $dbb_client $dbb_safe -u"$dbb_user" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null
 "#;
 
 fn kill_sessions_sql(database: &str) -> String {
@@ -216,11 +224,24 @@ fn unescape_batch(field: &str) -> String {
 /// create-if-missing followed by `ALTER USER` with the same authentication (so passwords are the
 /// backed-up ones); the server's own accounts and `root` are left untouched, so the restore never
 /// locks out the account it connects as.
+///
+/// Roles are dropped and created again (once each: the dump repeats `CREATE ROLE` for every
+/// holder of its admin option), so their grants, members and admins are exactly the dump's, and
+/// a membership or grant added since the backup is gone; the dump's own `GRANT`s and
+/// `SET DEFAULT ROLE`s that follow bring back what was there.
 pub fn rewrite_users(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() * 2);
+    let mut roles = std::collections::HashSet::new();
     for line in sql.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         if statement_user(body).is_some_and(|u| SKIPPED_USERS.contains(&u.as_str())) {
+            continue;
+        }
+        if let Some(role) = created_role(body) {
+            if roles.insert(role.to_string()) {
+                out.push_str(&format!("DROP ROLE IF EXISTS {role};\n"));
+                out.push_str(line);
+            }
             continue;
         }
         if let Some(rest) = create_user_rest(body) {
@@ -230,6 +251,43 @@ pub fn rewrite_users(sql: &str) -> String {
         }
     }
     out
+}
+
+/// The role (as quoted in the dump) of a `CREATE ROLE` line that MariaDB runs: plain, or inside
+/// a `/*M!` comment; MySQL-only `/*!80001` lines and the dump's own import role are not roles
+/// of the backup.
+fn created_role(body: &str) -> Option<&str> {
+    let rest = match body.strip_prefix("/*M!") {
+        Some(versioned) => versioned.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start(),
+        None => body,
+    };
+    let rest = rest.strip_prefix("CREATE ROLE ")?;
+    let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+    let role = leading_name(rest)?;
+    (role != IMPORT_ROLE).then_some(role)
+}
+
+/// mariadb-dump creates this role to administer the roles it creates, and drops it at the end.
+const IMPORT_ROLE: &str = "mariadb_dump_import_role";
+
+/// The first name of `text`, with its quotes: `'a\'b'`, `` `a``b` `` or a bare word.
+fn leading_name(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let quote = *bytes.first()?;
+    if quote != b'\'' && quote != b'`' {
+        let end = text.find([' ', ';', '*']).unwrap_or(text.len());
+        return (end > 0).then(|| &text[..end]);
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'\'' => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return Some(&text[..=i]),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn create_user_rest(body: &str) -> Option<&str> {
@@ -284,7 +342,7 @@ mod tests {
         assert_eq!(names, vec!["databases/app.sql", "databases/crm.sql", "users.sql"]);
         let script = &steps[0].command.argv[2];
         for flag in
-            ["--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--databases \"$DBB_DB\""]
+            ["--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--databases -- \"$DBB_DB\""]
         {
             assert!(script.contains(flag), "{flag} missing: {script}");
         }
@@ -302,6 +360,34 @@ mod tests {
     }
 
     #[test]
+    fn restore_client_runs_with_its_own_commands_off() {
+        use crate::manifest::{ArchiveKind, ManifestEntry, SourceContainer};
+        let entry = |name: &str, role| ManifestEntry { name: name.into(), role, size: 0, sha256: String::new() };
+        let now = chrono::Utc::now();
+        let manifest = Manifest {
+            format: crate::manifest::FORMAT_VERSION,
+            db_backup_version: "0".into(),
+            kind: ArchiveKind::Backup,
+            service: "s".into(),
+            engine: EngineKind::Mysql,
+            server_version: "10.11".into(),
+            container: SourceContainer { name: "c".into(), id: "i".into(), image: "m".into() },
+            databases: vec!["app".into()],
+            started_at: now,
+            finished_at: now,
+            entries: vec![
+                entry("databases/app.sql", EntryRole::Database { database: "app".into() }),
+                entry("users.sql", EntryRole::Users),
+            ],
+        };
+        for step in my().restore_steps(&manifest, &Probe::default()).unwrap() {
+            let script = &step.command.argv[2];
+            assert!(script.contains("dbb_safe=--binary-mode\n"), "{script}");
+            assert!(script.contains("$dbb_client $dbb_safe -u"), "{script}");
+        }
+    }
+
+    #[test]
     fn completeness_trailer_is_required() {
         let role = EntryRole::Users;
         assert!(my().check_complete(&role, b"UNLOCK TABLES;\n-- Dump completed on 2026-11-25  3:00:00\n").is_ok());
@@ -314,6 +400,36 @@ mod tests {
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(quote_literal("it's a \\ test"), "'it''s a \\\\ test'");
         assert!(kill_sessions_sql("x'y").contains("DB = 'x''y'"));
+    }
+
+    #[test]
+    fn roles_are_dropped_and_created_again_once_each() {
+        let sql = "CREATE ROLE IF NOT EXISTS mariadb_dump_import_role;\n\
+                   /*!80001 CREATE ROLE 'analyst' */;\n\
+                   /*M!100005 CREATE ROLE 'analyst' WITH ADMIN mariadb_dump_import_role */;\n\
+                   /*M!100005 GRANT 'analyst' TO 'root'@'localhost' WITH ADMIN OPTION */;\n\
+                   /*M!100005 CREATE ROLE 'o\\'b' WITH ADMIN mariadb_dump_import_role */;\n\
+                   /*M!100005 CREATE ROLE 'analyst' WITH ADMIN mariadb_dump_import_role */;\n\
+                   GRANT `analyst` TO `alice`@`%`;\n";
+        let out = rewrite_users(sql);
+        assert!(
+            out.starts_with(
+                "CREATE ROLE IF NOT EXISTS mariadb_dump_import_role;\n/*!80001 CREATE ROLE 'analyst' */;\n"
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("DROP ROLE IF EXISTS 'analyst';\n/*M!100005 CREATE ROLE 'analyst' WITH ADMIN").count(),
+            1,
+            "{out}"
+        );
+        assert_eq!(out.matches("CREATE ROLE 'analyst' WITH ADMIN").count(), 1, "{out}");
+        assert!(out.contains("DROP ROLE IF EXISTS 'o\\'b';\n"), "{out}");
+        assert!(!out.contains("DROP ROLE IF EXISTS mariadb_dump_import_role"), "{out}");
+        assert!(out.contains("GRANT 'analyst' TO 'root'@'localhost' WITH ADMIN OPTION"), "{out}");
+        assert!(out.ends_with("GRANT `analyst` TO `alice`@`%`;\n"), "{out}");
+        assert_eq!(leading_name("`a``b` x"), Some("`a``b`"));
+        assert_eq!(leading_name("'unterminated"), None);
     }
 
     #[test]
