@@ -41,6 +41,9 @@ pub enum Command {
     Backup {
         /// The service (db-backup.service label, else the container name).
         service: String,
+        /// One JSON document with the outcome instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a service from its newest good archive (or the one named).
     Restore {
@@ -62,8 +65,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the labels of every container and report each problem.
-    Check,
+    /// Check the labels of every container, and probe each running one read-only (credentials,
+    /// tools, server answering). Exit 2: label problems; 1: a probe failed; 0: all good.
+    Check {
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Validate labels only; do not run the probe in each container.
+        #[arg(long)]
+        labels_only: bool,
+    },
     /// Apply the retention policies now: delete archives no tier keeps (never the newest).
     Prune {
         service: Option<String>,
@@ -82,8 +93,11 @@ pub enum Command {
     },
     /// Run the daemon: follow labeled containers and back them up on their schedules.
     Run,
-    /// Show what the daemon is doing: every service, its next run and its last result.
+    /// Show what the daemon is doing: every service, its next run and its last result, and the
+    /// newest manual runs. Exit 0: all good; 1: a service's last run failed or a container is
+    /// refused; 3: the daemon is not running, its status is stale, or it cannot reach the engine.
     Status {
+        /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -105,6 +119,6 @@ mod tests {
         );
         assert_eq!(args_with_command_from_program_name(args(&["db-backup", "list"])), args(&["db-backup", "list"]));
         let cli = Cli::try_parse_from(args_with_command_from_program_name(args(&["backup", "db"]))).unwrap();
-        assert!(matches!(cli.command, Command::Backup { service } if service == "db"));
+        assert!(matches!(cli.command, Command::Backup { service, .. } if service == "db"));
     }
 }

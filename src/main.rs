@@ -28,13 +28,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     };
     match cli.command {
-        Command::Backup { service } => cmd::backup::run(&settings, &service).await,
+        Command::Backup { service, json } => cmd::backup::run(&settings, &service, json).await,
         Command::Restore { service, archive, into, no_safety_backup } => {
             let request = RestoreRequest { service, archive, into, safety_backup: !no_safety_backup };
             cmd::restore::run(&settings, request).await
         }
         Command::List { service, json } => cmd::list::run(&settings, service.as_deref(), json).await,
-        Command::Check => cmd::check::run(&settings).await,
+        Command::Check { json, labels_only } => cmd::check::run(&settings, json, labels_only).await,
         Command::Prune { service, dry_run } => cmd::prune::run(&settings, service.as_deref(), dry_run).await,
         Command::Verify { service, archive, all } => {
             cmd::verify::run(&settings, &service, archive.as_deref(), all).await
