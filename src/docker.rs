@@ -217,6 +217,14 @@ impl Docker {
         })
     }
 
+    async fn stalled(&self, container: &ContainerRef) -> DockerError {
+        DockerError::Stalled {
+            container: container.name.clone(),
+            after: self.stall_timeout,
+            paused: self.is_paused(container).await,
+        }
+    }
+
     /// Whether the engine, asked now, says the container is paused (false if it cannot tell).
     pub async fn is_paused(&self, container: &ContainerRef) -> bool {
         self.container(&container.id).await.is_ok_and(|c| c.paused)
@@ -295,7 +303,11 @@ impl Docker {
         sink: mpsc::Sender<Bytes>,
         shutdown: &Shutdown,
     ) -> Result<ExecStatus, DockerError> {
-        let (exec, started) = self.start(container, cmd).await?;
+        // Starting an exec in a container paused meanwhile blocks until it is unpaused.
+        let (exec, started) = match tokio::time::timeout(self.stall_timeout, self.start(container, cmd)).await {
+            Ok(started) => started?,
+            Err(_) => return Err(self.stalled(container).await),
+        };
         let StartExecResults::Attached { mut output, input } = started else {
             return Err(DockerError::NoExitCode { container: container.name.clone(), why: "exec detached".into() });
         };
@@ -307,11 +319,7 @@ impl Docker {
                 frame = output.next() => frame,
                 _ = shutdown.aborted() => break Some(DockerError::Aborted),
                 // Only waiting on the engine counts: a slow archive writer is not a stall.
-                _ = tokio::time::sleep(self.stall_timeout) => break Some(DockerError::Stalled {
-                    container: container.name.clone(),
-                    after: self.stall_timeout,
-                    paused: self.is_paused(container).await,
-                }),
+                _ = tokio::time::sleep(self.stall_timeout) => break Some(self.stalled(container).await),
             };
             let Some(frame) = frame else { break None };
             let frame = match frame {
