@@ -35,6 +35,16 @@ fn sleeper(scope: (&str, &str), service: &str, entrypoint: &[&str]) -> Container
     )
 }
 
+/// Unpauses the container when dropped, even if the test failed: a paused container left behind
+/// blocks its removal (and every later test binary's leftover cleanup) on this engine.
+struct Unpause<'a>(&'a str);
+
+impl Drop for Unpause<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["unpause", self.0]).output();
+    }
+}
+
 fn docker(args: &[&str]) -> Run {
     let run = Run::from(Command::new("docker").args(args).output().expect("docker"));
     assert_eq!(run.code, 0, "docker {}: {}", args.join(" "), run.all());
@@ -148,9 +158,10 @@ fn a_dump_in_a_paused_container_stalls_out_and_the_next_backup_works() {
         backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial"))
     });
     docker(&["pause", &db.name]);
+    let unpause = Unpause(&db.name);
     let run = run.wait(Duration::from_secs(60));
     let took = started.elapsed();
-    docker(&["unpause", &db.name]);
+    drop(unpause);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
         run.stderr.contains("no output from the command") && run.stderr.contains("DB_BACKUP_STALL_TIMEOUT"),
@@ -196,9 +207,10 @@ fn a_backup_of_an_already_paused_container_says_it_is_paused() {
     let svc = unique("tdpaused");
     let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
     docker(&["pause", &db.name]);
+    let unpause = Unpause(&db.name);
     let started = Instant::now();
     let run = backups.run(&["backup", &svc]);
-    docker(&["unpause", &db.name]);
+    drop(unpause);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains(&format!("container '{}' is paused", db.name)), "{}", run.all());
     assert!(run.stderr.contains("docker unpause"), "{}", run.all());
