@@ -46,6 +46,9 @@ pub enum Command {
     Backup {
         #[arg(help = SERVICE_HELP)]
         service: ServiceName,
+        /// One JSON document with the outcome instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a service from its newest good archive (or the one named).
     Restore {
@@ -77,8 +80,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the labels of every container and report each problem.
-    Check,
+    /// Check the labels of every container, and probe each running one read-only (credentials,
+    /// tools, server answering). Exit 2: label problems; 1: a probe failed; 0: all good.
+    Check {
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Validate labels only; do not run the probe in each container.
+        #[arg(long)]
+        labels_only: bool,
+    },
     /// Apply the retention policies now: delete archives no tier keeps (never the newest).
     Prune {
         /// Only this service (default: every service from labels and from the backup root).
@@ -107,7 +118,9 @@ pub enum Command {
     },
     /// Run the daemon: follow labeled containers and back them up on their schedules.
     Run,
-    /// Show what the daemon is doing: every service, its next run and its last result.
+    /// Show what the daemon is doing: every service, its next run and its last result, and the
+    /// newest manual runs. Exit 0: all good; 1: a service's last run failed or a container is
+    /// refused; 3: the daemon is not running, its status is stale, or it cannot reach the engine.
     Status {
         /// One JSON document instead of text.
         #[arg(long)]
@@ -133,7 +146,7 @@ mod tests {
         );
         assert_eq!(args_with_command_from_program_name(args(&["db-backup", "list"])), args(&["db-backup", "list"]));
         let cli = Cli::try_parse_from(args_with_command_from_program_name(args(&["backup", "db"]))).unwrap();
-        assert!(matches!(cli.command, Command::Backup { service } if service.as_str() == "db"));
+        assert!(matches!(cli.command, Command::Backup { service, .. } if service.as_str() == "db"));
     }
 
     #[test]

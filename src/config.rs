@@ -23,6 +23,8 @@ pub struct Settings {
     pub max_concurrent: usize,
     /// `DB_BACKUP_STOP_GRACE`: how long running backups may finish after SIGTERM.
     pub stop_grace: Duration,
+    /// `DB_BACKUP_STALL_TIMEOUT`: a dump that sends nothing for this long is killed.
+    pub stall_timeout: Duration,
     /// `TZ`: the zone schedules are read in.
     pub zone: Tz,
     /// `DB_BACKUP_SCOPE`: only containers with this label.
@@ -62,12 +64,20 @@ impl Settings {
             None => Duration::from_secs(60),
             Some(v) => parse_seconds(&v).map_err(|e| format!("DB_BACKUP_STOP_GRACE: {e}"))?,
         };
+        let stall_timeout = match get("DB_BACKUP_STALL_TIMEOUT").filter(|s| !s.is_empty()) {
+            None => crate::docker::DEFAULT_STALL_TIMEOUT,
+            Some(v) => match parse_seconds(&v) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(format!("DB_BACKUP_STALL_TIMEOUT: '{v}' must be more than 0 seconds")),
+                Err(e) => return Err(format!("DB_BACKUP_STALL_TIMEOUT: {e}")),
+            },
+        };
         let zone = zone_from(get("TZ").as_deref())?;
         let scope = get("DB_BACKUP_SCOPE")
             .filter(|s| !s.trim().is_empty())
             .map(|s| crate::docker::Scope::parse(&s))
             .transpose()?;
-        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, zone, scope })
+        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, stall_timeout, zone, scope })
     }
 }
 
@@ -109,6 +119,8 @@ mod tests {
         assert!(settings(&[("DB_BACKUP_SCHEDULE", "soon")]).unwrap_err().contains("DB_BACKUP_SCHEDULE"));
         assert!(settings(&[("DB_BACKUP_MAX_CONCURRENT", "0")]).unwrap_err().contains("DB_BACKUP_MAX_CONCURRENT"));
         assert!(settings(&[("DB_BACKUP_STOP_GRACE", "soon")]).unwrap_err().contains("DB_BACKUP_STOP_GRACE"));
+        assert!(settings(&[("DB_BACKUP_STALL_TIMEOUT", "soon")]).unwrap_err().contains("DB_BACKUP_STALL_TIMEOUT"));
+        assert!(settings(&[("DB_BACKUP_STALL_TIMEOUT", "0")]).unwrap_err().contains("DB_BACKUP_STALL_TIMEOUT"));
         assert!(settings(&[("TZ", "Nowhere/Land")]).unwrap_err().contains("TZ"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "db-backup.type=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
@@ -123,6 +135,10 @@ mod tests {
         assert_eq!(s.max_concurrent, 3);
         assert_eq!(s.zone, chrono_tz::Europe::Paris);
         assert_eq!(settings(&[]).unwrap().stop_grace, Duration::from_secs(60));
+        assert_eq!(settings(&[]).unwrap().stall_timeout, Duration::from_secs(600));
+        for v in ["600", "600s", "10m"] {
+            assert_eq!(settings(&[("DB_BACKUP_STALL_TIMEOUT", v)]).unwrap().stall_timeout, Duration::from_secs(600));
+        }
         assert_eq!(settings(&[("DB_BACKUP_KEEP", "daily=7")]).unwrap().defaults.keep.unwrap().daily, 7);
         assert!(settings(&[("DB_BACKUP_KEEP", "daily=x")]).unwrap_err().contains("DB_BACKUP_KEEP"));
     }

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::discovery::{validate, Discovered};
+use crate::discovery::{discover, Discovered};
 use crate::docker::Docker;
 use crate::job::{backup, BackupError};
 use crate::labels::BackupSpec;
@@ -30,6 +30,7 @@ use crate::store::{Store, PARTIAL_SUFFIX};
 /// (NTP step, suspended host) never leaves a service waiting on a stale instant.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MIB: f64 = 1024.0 * 1024.0;
 /// A container seen starting is usually still initialising its database: the start-up backup
 /// waits this long for the server to accept connections before it runs (and reports) anyway.
 const STARTUP_READY_WAIT: Duration = Duration::from_secs(180);
@@ -51,8 +52,12 @@ struct State {
     status: DaemonStatus,
     /// Keyed by container id.
     tasks: HashMap<String, Task>,
-    /// Services whose start-up backup has been taken by this process.
+    /// Containers (by id) whose start-up backup has been taken by this process: a recreated
+    /// container has a new id and gets its own; one that was refused a while (a duplicate) or
+    /// restarted does not get a second. Ids are small; they are kept for the process's life.
     started_up: HashSet<String>,
+    /// Numbers the tasks, so a finished task never touches the entry of the one that replaced it.
+    next_task: u64,
     /// Problems already logged, so a re-list does not repeat them.
     logged_problems: HashSet<String>,
 }
@@ -60,6 +65,8 @@ struct State {
 struct Task {
     /// Changes when the container's labels change.
     key: String,
+    /// The container's name, for log lines.
+    name: String,
     cancel: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -84,6 +91,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let Some(docker) = connect(&shutdown, settings.scope.as_ref()).await else {
         return Ok(());
     };
+    let docker = docker.with_stall_timeout(settings.stall_timeout);
     let ctx = Arc::new(Ctx {
         permits: Semaphore::new(settings.max_concurrent),
         settings,
@@ -95,8 +103,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     });
     ctx.update_status(|s| {
         s.pid = std::process::id();
+        s.pid_namespace = status::own_pid_namespace();
         s.started_at = Some(started_at);
         s.engine_connected = true;
+        s.heartbeat_seconds = HEARTBEAT.as_secs();
     });
     tracing::info!(
         root = %ctx.store.root().display(),
@@ -105,7 +115,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         "db-backup daemon started"
     );
 
+    let heartbeat = tokio::spawn(heartbeat(ctx.clone()));
+    let journal = tokio::spawn(crate::status::journal::follow(ctx.store.root().to_path_buf(), shutdown.clone()));
     watch_containers(&ctx).await;
+    heartbeat.abort();
+    let _ = journal.await;
 
     tracing::info!("shutting down: no new backups");
     let tasks: Vec<Task> = ctx.lock().tasks.drain().map(|(_, t)| t).collect();
@@ -115,9 +129,23 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.handle.await;
     }
-    ctx.update_status(|s| s.services.iter_mut().for_each(|svc| svc.next_run = None));
+    ctx.update_status(|s| {
+        s.services.iter_mut().for_each(|svc| svc.next_run = None);
+        s.stopped_at = Some(Utc::now());
+    });
     tracing::info!("db-backup daemon stopped");
     Ok(())
+}
+
+/// How often an idle daemon rewrites its status file, so `status` can tell a live daemon from a
+/// dead one whatever the pid namespace it is read from.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+async fn heartbeat(ctx: Arc<Ctx>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        ctx.write_status();
+    }
 }
 
 /// Connects, retrying with backoff; logs once per outage. None if shutdown came first.
@@ -204,15 +232,13 @@ async fn wait_for_engine(ctx: &Ctx) -> bool {
 
 /// Brings the tasks in line with the running labeled containers. False if the list failed.
 async fn reconcile(ctx: &Arc<Ctx>) -> bool {
-    let containers = match ctx.docker.labeled_containers(false).await {
-        Ok(c) => c,
+    let found = match discover(&ctx.docker, &ctx.settings.defaults).await {
+        Ok(found) => found,
         Err(e) => {
             tracing::error!("cannot list containers: {e}");
             return false;
         }
     };
-    let running: Vec<_> = containers.into_iter().filter(|c| c.running).collect();
-    let found = validate(&running, &ctx.settings.defaults);
     apply(ctx, found);
     true
 }
@@ -237,14 +263,16 @@ fn apply(ctx: &Arc<Ctx>, found: Discovered) {
     for id in gone {
         if let Some(task) = state.tasks.remove(&id) {
             let _ = task.cancel.send(true);
-            tracing::info!(container = %short(&id), "container gone or relabeled: its schedule is dropped");
+            tracing::info!(container = %task.name, id = %short(&id), "container gone or relabeled: its schedule is dropped");
         }
     }
     for (id, spec) in wanted {
         if state.tasks.contains_key(&id) {
             continue;
         }
-        let startup = spec.on_startup && state.started_up.insert(spec.service.to_string());
+        let startup = spec.on_startup && state.started_up.insert(id.clone());
+        state.next_task += 1;
+        let owner = state.next_task;
         let (cancel, cancelled) = watch::channel(false);
         tracing::info!(
             service = %spec.service,
@@ -254,16 +282,17 @@ fn apply(ctx: &Arc<Ctx>, found: Discovered) {
             on_startup = startup,
             "scheduled"
         );
-        upsert_service(&mut state.status, &spec);
+        upsert_service(&mut state.status, &spec, owner);
         let key = spec_key(&spec);
-        let handle = tokio::spawn(service_loop(ctx.clone(), spec, cancelled, startup));
-        state.tasks.insert(id, Task { key, cancel, handle });
+        let name = spec.container.name.clone();
+        let handle = tokio::spawn(service_loop(ctx.clone(), Owned { spec, owner }, cancelled, startup));
+        state.tasks.insert(id, Task { key, name, cancel, handle });
     }
     drop(state);
     ctx.write_status();
 }
 
-fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec) {
+fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec, owner: u64) {
     let entry = match status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
         Some(e) => e,
         None => {
@@ -277,23 +306,42 @@ fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec) {
     entry.engine = spec.engine.to_string();
     entry.schedule = spec.schedule.to_string();
     entry.next_run = None;
+    entry.owner = owner;
+}
+
+/// A task's spec and the number of the task: only the newest task of a service writes its entry.
+struct Owned {
+    spec: BackupSpec,
+    owner: u64,
 }
 
 /// One container's life in the daemon: an optional start-up backup, then one backup per cron
-/// time, until the container goes away or shutdown begins.
-async fn service_loop(ctx: Arc<Ctx>, spec: BackupSpec, mut cancelled: watch::Receiver<bool>, startup: bool) {
+/// time, until the container goes away (its entry is then dropped from the status) or shutdown.
+async fn service_loop(ctx: Arc<Ctx>, task: Owned, mut cancelled: watch::Receiver<bool>, startup: bool) {
+    if let Ended::Cancelled = run_schedule(&ctx, &task, &mut cancelled, startup).await {
+        ctx.forget_service(&task);
+    }
+}
+
+enum Ended {
+    Cancelled,
+    Shutdown,
+}
+
+async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<bool>, startup: bool) -> Ended {
+    let spec = &task.spec;
     if startup {
-        if !wait_until_ready(&ctx, &spec, &mut cancelled).await {
-            return;
+        if let Some(ended) = wait_until_ready(ctx, spec, cancelled).await {
+            return ended;
         }
-        run_once(&ctx, &spec).await;
+        run_once(ctx, task).await;
     }
     loop {
         let Some(next) = next_run(&spec.schedule, ctx.settings.zone, Utc::now()) else {
             tracing::error!(service = %spec.service, "schedule '{}' has no future run", spec.schedule);
-            return;
+            return Ended::Shutdown;
         };
-        ctx.update_service(&spec, |s| s.next_run = Some(next));
+        ctx.update_service(task, |s| s.next_run = Some(next));
         loop {
             let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             if left.is_zero() {
@@ -301,30 +349,27 @@ async fn service_loop(ctx: Arc<Ctx>, spec: BackupSpec, mut cancelled: watch::Rec
             }
             tokio::select! {
                 _ = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
-                _ = cancelled.changed() => {
-                    ctx.forget_service(&spec);
-                    return;
-                }
-                _ = ctx.shutdown.draining() => return,
+                _ = cancelled.changed() => return Ended::Cancelled,
+                _ = ctx.shutdown.draining() => return Ended::Shutdown,
             }
         }
-        run_once(&ctx, &spec).await;
+        run_once(ctx, task).await;
     }
 }
 
 /// Probes the server until it answers (or the wait is over). False if the container went away or
 /// shutdown began meanwhile.
-async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::Receiver<bool>) -> bool {
+async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::Receiver<bool>) -> Option<Ended> {
     let deadline = std::time::Instant::now() + STARTUP_READY_WAIT;
     let engine = crate::engine::engine_for_spec(spec);
     let mut delay = Duration::from_millis(500);
     let mut logged = false;
     loop {
         match crate::job::probe(&ctx.docker, spec, engine.as_ref()).await {
-            Ok(_) => return true,
+            Ok(_) => return None,
             Err(e) if std::time::Instant::now() >= deadline => {
                 tracing::warn!(service = %spec.service, "server still not answering after {}s ({e}); backing up anyway", STARTUP_READY_WAIT.as_secs());
-                return true;
+                return None;
             }
             Err(e) => {
                 if !logged {
@@ -335,21 +380,22 @@ async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::R
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = cancelled.changed() => return false,
-            _ = ctx.shutdown.draining() => return false,
+            _ = cancelled.changed() => return Some(Ended::Cancelled),
+            _ = ctx.shutdown.draining() => return Some(Ended::Shutdown),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
-async fn run_once(ctx: &Ctx, spec: &BackupSpec) {
+async fn run_once(ctx: &Ctx, task: &Owned) {
+    let spec = &task.spec;
     let permit = tokio::select! {
         p = ctx.permits.acquire() => p,
         _ = ctx.shutdown.draining() => return,
     };
     let Ok(_permit) = permit else { return };
     let started_at = Utc::now();
-    ctx.update_service(spec, |s| s.running = true);
+    ctx.update_service(task, |s| s.running = true);
     tracing::info!(service = %spec.service, container = %spec.container.name, "backup started");
     let result = backup(&ctx.docker, &ctx.store, spec, &ctx.settings, &ctx.shutdown).await;
     let record = record_of(started_at, &result);
@@ -360,12 +406,12 @@ async fn run_once(ctx: &Ctx, spec: &BackupSpec) {
             bytes_in = outcome.bytes_in,
             bytes_out = outcome.bytes_out,
             seconds = format!("{:.2}", outcome.duration.as_secs_f64()),
-            mb_per_s = format!("{:.1}", outcome.bytes_in as f64 / outcome.duration.as_secs_f64().max(0.001) / 1e6),
+            mib_per_s = format!("{:.1}", outcome.bytes_in as f64 / outcome.duration.as_secs_f64().max(0.001) / MIB),
             "backup complete"
         ),
         Err(e) => tracing::error!(service = %spec.service, container = %spec.container.name, "backup failed: {e}"),
     }
-    ctx.update_service(spec, |s| {
+    ctx.update_service(task, |s| {
         s.running = false;
         if record.ok {
             s.successes += 1;
@@ -402,11 +448,12 @@ impl Ctx {
         self.write_status();
     }
 
-    fn update_service(&self, spec: &BackupSpec, change: impl FnOnce(&mut ServiceStatus)) {
+    /// Changes the task's service entry, unless a newer task has taken the service over.
+    fn update_service(&self, task: &Owned, change: impl FnOnce(&mut ServiceStatus)) {
         {
             let mut state = self.lock();
-            if let Some(s) = state.status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
-                if s.container_id == spec.container.id {
+            if let Some(s) = state.status.services.iter_mut().find(|s| s.service == task.spec.service.as_str()) {
+                if s.owner == task.owner {
                     change(s);
                 }
             }
@@ -414,18 +461,10 @@ impl Ctx {
         self.write_status();
     }
 
-    /// A removed container's service stays listed (with its history) but has no next run.
-    fn forget_service(&self, spec: &BackupSpec) {
-        let mut state = self.lock();
-        // Only if no newer container has taken the service over meanwhile.
-        if let Some(s) = state.status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
-            if s.container_id == spec.container.id {
-                s.next_run = None;
-                s.container = String::new();
-                s.container_id = String::new();
-            }
-        }
-        drop(state);
+    /// A removed (or refused, or relabeled away) container's service leaves the status, unless a
+    /// newer task has taken the service over meanwhile.
+    fn forget_service(&self, task: &Owned) {
+        self.lock().status.services.retain(|s| s.service != task.spec.service.as_str() || s.owner != task.owner);
         self.write_status();
     }
 

@@ -48,9 +48,43 @@ pub fn validate(containers: &[ContainerInfo], defaults: &Defaults) -> Discovered
     Discovered { specs, problems }
 }
 
-/// Running labeled containers, validated.
+/// Running (or paused) labeled containers, validated.
 pub async fn discover(docker: &Docker, defaults: &Defaults) -> Result<Discovered, DockerError> {
-    let containers: Vec<ContainerInfo> =
-        docker.labeled_containers(false).await?.into_iter().filter(|c| c.running).collect();
-    Ok(validate(&containers, defaults))
+    let listed = docker.labeled_containers(false).await?;
+    Ok(validate(&confirm_running(docker, listed, defaults).await, defaults))
+}
+
+/// The listed running containers, with those that claim a service together re-checked one by one:
+/// the engine's list can still say "running" just after a container's die event, and a stale
+/// entry would block its service (both refused as duplicates) until the next event.
+pub async fn confirm_running(docker: &Docker, listed: Vec<ContainerInfo>, defaults: &Defaults) -> Vec<ContainerInfo> {
+    let running: Vec<ContainerInfo> = listed.into_iter().filter(|c| c.running).collect();
+    let contested = contested_ids(&running, defaults);
+    let mut confirmed = Vec::with_capacity(running.len());
+    for c in running {
+        if !contested.contains(&c.container.id) {
+            confirmed.push(c);
+            continue;
+        }
+        match docker.container(&c.container.id).await {
+            Ok(now) if now.running => confirmed.push(ContainerInfo { paused: now.paused, ..c }),
+            Ok(_) | Err(DockerError::NoSuchContainer(_)) => {
+                tracing::debug!(container = %c.container.name, id = %c.container.id, "listed as running but has stopped")
+            }
+            // Cannot tell: keep it, so a real duplicate is never let through.
+            Err(_) => confirmed.push(c),
+        }
+    }
+    confirmed
+}
+
+/// Ids of containers whose labels resolve to a service another listed container resolves to.
+fn contested_ids(containers: &[ContainerInfo], defaults: &Defaults) -> std::collections::HashSet<String> {
+    let mut by_service: std::collections::HashMap<String, Vec<&str>> = std::collections::HashMap::new();
+    for c in containers {
+        if let Ok(spec) = labels::parse(&c.container, &c.labels, defaults) {
+            by_service.entry(spec.service.to_string()).or_default().push(&c.container.id);
+        }
+    }
+    by_service.into_values().filter(|ids| ids.len() > 1).flatten().map(str::to_string).collect()
 }

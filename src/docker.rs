@@ -26,6 +26,11 @@ pub enum DockerError {
     NoSuchContainer(String),
     #[error("container '{0}' is not running")]
     NotRunning(String),
+    #[error("container '{0}' is paused (docker pause); nothing can run in it until `docker unpause {0}`")]
+    Paused(String),
+    /// The command sent nothing for the stall timeout (a paused or stuck container).
+    #[error("no output from the command in container '{container}' for {}s (DB_BACKUP_STALL_TIMEOUT){}; it was abandoned", .after.as_secs(), if *.paused { ": the container is paused" } else { "" })]
+    Stalled { container: String, after: Duration, paused: bool },
     #[error("docker: {0}")]
     Api(#[from] bollard::errors::Error),
     #[error("the command in container '{container}' did not report an exit code: {why}")]
@@ -43,7 +48,9 @@ pub enum DockerError {
 pub struct ContainerInfo {
     pub container: ContainerRef,
     pub labels: HashMap<String, String>,
+    /// Running or paused: the container exists and holds its service (a paused one comes back).
     pub running: bool,
+    pub paused: bool,
 }
 
 /// The last bytes of an output, kept so errors can quote a tool's own words.
@@ -86,7 +93,12 @@ pub struct Docker {
     inner: bollard::Docker,
     /// Only containers carrying this label (`DB_BACKUP_SCOPE`) are ours.
     scope: Option<Scope>,
+    /// A command that sends nothing for this long is killed (`DB_BACKUP_STALL_TIMEOUT`).
+    stall_timeout: Duration,
 }
+
+/// `DB_BACKUP_STALL_TIMEOUT`'s default.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `DB_BACKUP_SCOPE`: `key` or `key=value`, a label that containers must carry to be considered,
 /// so that several db-backup instances can share one engine.
@@ -116,7 +128,13 @@ impl Docker {
         let inner = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
         let inner = inner.negotiate_version().await.map_err(unreachable)?;
         inner.ping().await.map_err(unreachable)?;
-        Ok(Docker { inner, scope: scope.cloned() })
+        Ok(Docker { inner, scope: scope.cloned(), stall_timeout: DEFAULT_STALL_TIMEOUT })
+    }
+
+    /// Commands that send no output for `timeout` are killed and reported as stalled.
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
     }
 
     /// Docker's `label` filter values: ours, and the scope if set (the engine ANDs them).
@@ -165,11 +183,12 @@ impl Docker {
                     return None;
                 }
                 let name = s.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string())?;
-                let running = s.state.map(|st| st.to_string() == "running").unwrap_or(false);
+                let state = s.state.map(|st| st.to_string()).unwrap_or_default();
                 Some(ContainerInfo {
                     container: ContainerRef { id: s.id.unwrap_or_default(), name, image: s.image.unwrap_or_default() },
                     labels,
-                    running,
+                    running: state == "running" || state == "paused",
+                    paused: state == "paused",
                 })
             })
             .collect())
@@ -185,6 +204,7 @@ impl Docker {
             Err(e) => return Err(e.into()),
         };
         let config = inspect.config.unwrap_or_default();
+        let state = inspect.state.unwrap_or_default();
         Ok(ContainerInfo {
             container: ContainerRef {
                 id: inspect.id.unwrap_or_default(),
@@ -192,8 +212,22 @@ impl Docker {
                 image: config.image.unwrap_or_default(),
             },
             labels: config.labels.unwrap_or_default(),
-            running: inspect.state.and_then(|s| s.running).unwrap_or(false),
+            running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
         })
+    }
+
+    async fn stalled(&self, container: &ContainerRef) -> DockerError {
+        DockerError::Stalled {
+            container: container.name.clone(),
+            after: self.stall_timeout,
+            paused: self.is_paused(container).await,
+        }
+    }
+
+    /// Whether the engine, asked now, says the container is paused (false if it cannot tell).
+    pub async fn is_paused(&self, container: &ContainerRef) -> bool {
+        self.container(&container.id).await.is_ok_and(|c| c.paused)
     }
 
     async fn start(
@@ -220,7 +254,11 @@ impl Docker {
                 return Err(DockerError::NoSuchContainer(container.name.clone()))
             }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
-                return Err(DockerError::NotRunning(container.name.clone()))
+                return Err(if self.is_paused(container).await {
+                    DockerError::Paused(container.name.clone())
+                } else {
+                    DockerError::NotRunning(container.name.clone())
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -265,7 +303,11 @@ impl Docker {
         sink: mpsc::Sender<Bytes>,
         shutdown: &Shutdown,
     ) -> Result<ExecStatus, DockerError> {
-        let (exec, started) = self.start(container, cmd).await?;
+        // Starting an exec in a container paused meanwhile blocks until it is unpaused.
+        let (exec, started) = match tokio::time::timeout(self.stall_timeout, self.start(container, cmd)).await {
+            Ok(started) => started?,
+            Err(_) => return Err(self.stalled(container).await),
+        };
         let StartExecResults::Attached { mut output, input } = started else {
             return Err(DockerError::NoExitCode { container: container.name.clone(), why: "exec detached".into() });
         };
@@ -276,6 +318,8 @@ impl Docker {
             let frame = tokio::select! {
                 frame = output.next() => frame,
                 _ = shutdown.aborted() => break Some(DockerError::Aborted),
+                // Only waiting on the engine counts: a slow archive writer is not a stall.
+                _ = tokio::time::sleep(self.stall_timeout) => break Some(self.stalled(container).await),
             };
             let Some(frame) = frame else { break None };
             let frame = match frame {
@@ -388,8 +432,30 @@ impl Docker {
             Ok(status) => {
                 tracing::warn!("could not end the aborted command in {}: {}", container.name, status.stderr.text())
             }
+            Err(DockerError::Paused(_)) => self.kill_when_unpaused(container, exec),
             Err(e) => tracing::warn!("could not end the aborted command in {}: {e}", container.name),
         }
+    }
+
+    /// Nothing can be started in a paused container, so its abandoned command is ended once the
+    /// container is unpaused, for as long as this process lives (the daemon; a manual run says so).
+    fn kill_when_unpaused(&self, container: &ContainerRef, exec: &Started) {
+        tracing::warn!(
+            "container '{}' is paused: its abandoned command is ended once it is unpaused, if this process still runs then",
+            container.name
+        );
+        let docker = Docker { inner: self.inner.clone(), scope: self.scope.clone(), stall_timeout: self.stall_timeout };
+        let (container, exec) = (container.clone(), exec.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match docker.container(&container.id).await {
+                    Ok(c) if c.paused => continue,
+                    Ok(c) if c.running => break docker.kill_exec(&container, &exec).await,
+                    _ => break,
+                }
+            }
+        });
     }
 
     /// The output stream can end a moment before the engine marks the exec finished: poll.

@@ -8,6 +8,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("DB_BACKUP_ON_STARTUP", "back up each service once when the daemon first sees it (true/false)", "false"),
     ("DB_BACKUP_MAX_CONCURRENT", "backups running at once, across services (1-64)", "2"),
     ("DB_BACKUP_STOP_GRACE", "time running backups get to finish after SIGTERM (60, 60s, 2m)", "60s"),
+    (
+        "DB_BACKUP_STALL_TIMEOUT",
+        "a dump that sends nothing for this long is killed and the run fails (600, 600s, 10m)",
+        "10m",
+    ),
     ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9", "6"),
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),

@@ -67,17 +67,22 @@ pub struct BackupOutcome {
 
 impl BackupOutcome {
     pub fn summary(&self) -> String {
-        let secs = self.duration.as_secs_f64().max(0.001);
+        let databases = self.manifest.databases.len();
         format!(
-            "service {}: wrote {} ({} databases, {} dumped, {} compressed, {:.1}s, {:.1} MB/s)",
+            "service {}: wrote {} ({databases} database{}, {} dumped, {} compressed, {:.1}s, {}/s)",
             self.manifest.service,
             self.archive.display(),
-            self.manifest.databases.len(),
+            if databases == 1 { "" } else { "s" },
             human_bytes(self.bytes_in),
             human_bytes(self.bytes_out),
-            secs,
-            self.bytes_in as f64 / secs / 1e6
+            self.duration.as_secs_f64(),
+            human_bytes(self.bytes_per_second())
         )
+    }
+
+    /// Dump bytes per second of the whole run.
+    pub fn bytes_per_second(&self) -> u64 {
+        (self.bytes_in as f64 / self.duration.as_secs_f64().max(0.001)) as u64
     }
 }
 
@@ -399,6 +404,36 @@ mod tests {
         let long: String = (0..20).map(|i| format!("line {i}\n")).collect();
         let q = quote_stderr(&long);
         assert!(q.starts_with("line 12 | ") && q.ends_with("line 19"), "{q}");
+    }
+
+    fn outcome(databases: usize, bytes_in: u64) -> BackupOutcome {
+        BackupOutcome {
+            archive: PathBuf::from("/backup/db/a.tar.gz"),
+            bytes_in,
+            bytes_out: bytes_in / 4,
+            duration: Duration::from_secs(2),
+            manifest: Manifest {
+                format: FORMAT_VERSION,
+                db_backup_version: String::new(),
+                kind: ArchiveKind::Backup,
+                service: "db".into(),
+                engine: crate::engine::EngineKind::Postgres,
+                server_version: String::new(),
+                container: SourceContainer { name: "c".into(), id: "i".into(), image: "m".into() },
+                databases: (0..databases).map(|i| format!("d{i}")).collect(),
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                entries: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn summary_uses_binary_units_and_plurals() {
+        let one = outcome(1, 4 * 1024 * 1024).summary();
+        assert!(one.contains("(1 database, 4.0 MiB dumped, 1.0 MiB compressed, 2.0s, 2.0 MiB/s)"), "{one}");
+        let two = outcome(2, 4 * 1024 * 1024).summary();
+        assert!(two.contains("(2 databases,") && !two.contains("MB/s"), "{two}");
     }
 
     #[test]

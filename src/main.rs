@@ -32,7 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     };
     match cli.command {
-        Command::Backup { service } => cmd::backup::run(&settings, service.as_str()).await,
+        Command::Backup { service, json } => cmd::backup::run(&settings, service.as_str(), json).await,
         Command::Restore { service, archive, into, no_safety_backup, allow_other_container, json } => {
             let service = service.to_string();
             let request =
@@ -40,7 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             cmd::restore::run(&settings, request, json).await
         }
         Command::List { service, json } => cmd::list::run(&settings, service.as_ref(), json).await,
-        Command::Check => cmd::check::run(&settings).await,
+        Command::Check { json, labels_only } => cmd::check::run(&settings, json, labels_only).await,
         Command::Prune { service, dry_run, json } => {
             cmd::prune::run(&settings, service.as_ref(), cmd::prune::Options { dry_run, json }).await
         }

@@ -1,6 +1,8 @@
 //! What the daemon is doing, written to `<root>/.db-backup-status.json` after every change so
 //! that `db-backup status` (run through `docker exec`) can show it.
 
+pub mod journal;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -11,8 +13,18 @@ pub const STATUS_FILE: &str = ".db-backup-status.json";
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DaemonStatus {
     pub pid: u32,
+    /// The daemon's pid namespace (`/proc/self/ns/pid`): a reader in the same one can check that
+    /// `pid` is alive.
+    #[serde(default)]
+    pub pid_namespace: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The daemon rewrites the file at least this often (seconds); older means it is gone.
+    #[serde(default)]
+    pub heartbeat_seconds: u64,
+    /// Set when the daemon stopped cleanly.
+    #[serde(default)]
+    pub stopped_at: Option<DateTime<Utc>>,
     /// False while the Docker Engine cannot be reached.
     pub engine_connected: bool,
     pub services: Vec<ServiceStatus>,
@@ -33,6 +45,9 @@ pub struct ServiceStatus {
     pub last_run: Option<RunRecord>,
     pub successes: u64,
     pub failures: u64,
+    /// Which daemon task owns the entry (not written: it means nothing to another process).
+    #[serde(skip)]
+    pub owner: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,6 +59,11 @@ pub struct RunRecord {
     pub detail: String,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// This process's pid namespace, as the kernel names it (`pid:[4026531836]`).
+pub fn own_pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.to_string_lossy().into_owned())
 }
 
 pub fn status_path(root: &Path) -> PathBuf {

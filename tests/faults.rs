@@ -109,7 +109,8 @@ fn container_processes(db: &Container) -> String {
 /// `db-backup status --json`, as an operator sees it.
 fn status_json(backups: &Backups) -> Option<serde_json::Value> {
     let run = backups.run(&["status", "--json"]);
-    if run.code != 0 {
+    // 1 and 3 are verdicts (a failed run, a daemon down) with the JSON printed all the same.
+    if ![0, 1, 3].contains(&run.code) {
         return None;
     }
     serde_json::from_str(&run.stdout).ok()

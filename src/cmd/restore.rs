@@ -15,7 +15,15 @@ pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> an
     // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
     let mut report = RestoreReport::new(&request.service, json);
+    let started_at = chrono::Utc::now();
     let result = restore(&docker, settings, &discovered, &request, &shutdown, &mut report).await;
+    if !matches!(result, Err(RestoreError::Busy(_))) {
+        let outcome = match &result {
+            Ok(()) => Ok(format!("restored from {}", report.archive.as_deref().unwrap_or("the newest good archive"))),
+            Err(e) => Err(e.to_string()),
+        };
+        crate::status::journal::record_manual(&settings.root, "restore", &request.service, started_at, outcome);
+    }
     let code = match &result {
         Ok(()) => 0,
         Err(RestoreError::Usage(_)) => EXIT_USAGE,

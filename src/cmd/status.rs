@@ -1,53 +1,250 @@
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
 
+use crate::cmd::{EXIT_DAEMON_DOWN, EXIT_FAILED};
 use crate::config::Settings;
 use crate::job::human_bytes;
-use crate::status;
+use crate::status::journal::{self, ManualRun};
+use crate::status::{self, DaemonStatus, ServiceStatus};
 
-/// What the daemon wrote last: every service with its schedule, next run and last result.
+/// Manual runs shown by `status`.
+const MANUAL_RUNS_SHOWN: usize = 10;
+/// A status file not rewritten for this many heartbeats belongs to a daemon that is gone.
+const STALE_HEARTBEATS: i64 = 3;
+
+/// Everything `status --json` prints: the daemon's file, the newest manual runs, and the verdict
+/// the exit code gives.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    daemon: &'a DaemonStatus,
+    manual_runs: Vec<ManualRun>,
+    health: Health,
+    /// Why the health is not `ok`.
+    health_detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Health {
+    Ok,
+    LastRunFailed,
+    DaemonDown,
+}
+
+impl Health {
+    fn exit_code(self) -> i32 {
+        match self {
+            Health::Ok => 0,
+            Health::LastRunFailed => EXIT_FAILED,
+            Health::DaemonDown => EXIT_DAEMON_DOWN,
+        }
+    }
+}
+
+/// What the daemon wrote last: every service with its schedule, next run and last result, and
+/// the newest manual runs. Exit 0 all good, 1 a service's last run failed or a container is
+/// refused, 3 the daemon is not running (or its status is stale, or it cannot reach the engine).
 pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let status = match status::read(&settings.root) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(crate::cmd::EXIT_FAILED);
+            return Ok(EXIT_DAEMON_DOWN);
         }
     };
+    let now = Utc::now();
+    let (health, health_detail) = judge(&status, now);
+    let manual_runs = journal::recent(&settings.root, MANUAL_RUNS_SHOWN);
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(0);
+        let report = Report { daemon: &status, manual_runs, health, health_detail };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(health.exit_code());
     }
-    let updated = status.updated_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default();
+    let zone = settings.zone;
+    let updated =
+        status.updated_at.map(|t| format!("{} ago", human_duration((now - t).num_seconds()))).unwrap_or_default();
     println!(
-        "daemon pid {}, updated {updated}, Docker Engine {}",
+        "daemon pid {}, started {}, updated {updated}, Docker Engine {}",
         status.pid,
+        status.started_at.map(|t| local_time(t, zone)).unwrap_or_default(),
         if status.engine_connected { "connected" } else { "UNREACHABLE" }
     );
+    if status.services.is_empty() {
+        println!("no services: no running container carries valid db-backup labels (`db-backup check` shows why)");
+    }
     for s in &status.services {
-        let container = if s.container.is_empty() { "(no running container)" } else { s.container.as_str() };
-        let next = match (s.running, s.next_run) {
-            (true, _) => "running now".to_string(),
-            (false, Some(t)) => {
-                format!("next {} (in {}s)", t.format("%Y-%m-%d %H:%M:%S UTC"), (t - Utc::now()).num_seconds().max(0))
-            }
-            (false, None) => "not scheduled".to_string(),
-        };
-        println!("{}: container {container}, {}, schedule {}, {next}", s.service, s.engine, s.schedule);
-        match &s.last_run {
-            Some(r) if r.ok => println!(
-                "  last run {}: ok, {} -> {} ({})",
-                r.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                human_bytes(r.bytes_in),
-                human_bytes(r.bytes_out),
-                r.detail
-            ),
-            Some(r) => println!("  last run {}: FAILED: {}", r.finished_at.format("%Y-%m-%d %H:%M:%S UTC"), r.detail),
-            None => println!("  no run yet"),
-        }
-        println!("  {} succeeded, {} failed since the daemon started", s.successes, s.failures);
+        print_service(s, zone, now);
     }
     for p in &status.problems {
         println!("problem: {p}");
     }
-    Ok(0)
+    if !manual_runs.is_empty() {
+        println!("manual runs (newest last):");
+        for r in &manual_runs {
+            println!("  {}  {}", local_time(r.finished_at, zone), r.describe());
+        }
+    }
+    if let Some(detail) = &health_detail {
+        println!("{}: {detail}", if health == Health::DaemonDown { "DAEMON DOWN" } else { "ATTENTION" });
+    }
+    Ok(health.exit_code())
+}
+
+fn print_service(s: &ServiceStatus, zone: Tz, now: DateTime<Utc>) {
+    let next = match (s.running, s.next_run) {
+        (true, _) => "running now".to_string(),
+        (false, Some(t)) => format!("next {} (in {})", local_time(t, zone), human_duration((t - now).num_seconds())),
+        (false, None) => "not scheduled".to_string(),
+    };
+    println!("{}: container {}, {}, schedule {}, {next}", s.service, s.container, s.engine, s.schedule);
+    match &s.last_run {
+        Some(r) if r.ok => println!(
+            "  last run {}: ok, {} -> {} in {} ({})",
+            local_time(r.finished_at, zone),
+            human_bytes(r.bytes_in),
+            human_bytes(r.bytes_out),
+            human_duration((r.finished_at - r.started_at).num_seconds()),
+            r.detail
+        ),
+        Some(r) => println!("  last run {}: FAILED: {}", local_time(r.finished_at, zone), r.detail),
+        None => println!("  no run yet"),
+    }
+    println!("  {} succeeded, {} failed since the daemon started", s.successes, s.failures);
+}
+
+/// The verdict behind the exit code, and what is wrong.
+fn judge(status: &DaemonStatus, now: DateTime<Utc>) -> (Health, Option<String>) {
+    if let Some(why) = daemon_down(status, now) {
+        return (Health::DaemonDown, Some(why));
+    }
+    let failed: Vec<&str> = status
+        .services
+        .iter()
+        .filter(|s| s.last_run.as_ref().is_some_and(|r| !r.ok))
+        .map(|s| s.service.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return (Health::LastRunFailed, Some(format!("the last run failed for: {}", failed.join(", "))));
+    }
+    if !status.problems.is_empty() {
+        let n = status.problems.len();
+        return (Health::LastRunFailed, Some(format!("{n} container problem{} (see above)", plural(n))));
+    }
+    (Health::Ok, None)
+}
+
+fn daemon_down(status: &DaemonStatus, now: DateTime<Utc>) -> Option<String> {
+    if let Some(t) = status.stopped_at {
+        return Some(format!("the daemon stopped {} ago", human_duration((now - t).num_seconds())));
+    }
+    // The pid means something only in the daemon's own pid namespace (e.g. `docker exec`).
+    if status.pid_namespace.is_some() && status.pid_namespace == status::own_pid_namespace() {
+        let alive = std::path::Path::new(&format!("/proc/{}", status.pid)).exists();
+        if !alive {
+            return Some(format!("the daemon (pid {}) is not running", status.pid));
+        }
+    }
+    if let Some(updated) = status.updated_at {
+        let age = (now - updated).num_seconds();
+        let beat = status.heartbeat_seconds as i64;
+        if beat > 0 && age > STALE_HEARTBEATS * beat {
+            return Some(format!("the status file is stale: last written {} ago", human_duration(age)));
+        }
+    }
+    if !status.engine_connected {
+        return Some("the daemon cannot reach the Docker Engine: no backup can run".into());
+    }
+    None
+}
+
+/// `2026-11-30 03:00:00 +01:00`: the zone schedules are read in, with its offset.
+fn local_time(t: DateTime<Utc>, zone: Tz) -> String {
+    t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// `45s`, `12m 5s`, `7h 46m`, `2d 3h`.
+fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human_duration(27985), "7h 46m");
+        assert_eq!(human_duration(45), "45s");
+        assert_eq!(human_duration(725), "12m 5s");
+        assert_eq!(human_duration(2 * 86_400 + 3 * 3600 + 7), "2d 3h");
+        assert_eq!(human_duration(-3), "0s");
+    }
+
+    #[test]
+    fn times_are_shown_in_tz_with_their_offset() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 30, 2, 0, 0).unwrap();
+        assert_eq!(local_time(t, chrono_tz::Europe::Paris), "2026-11-30 03:00:00 +01:00");
+        assert_eq!(local_time(t, chrono_tz::UTC), "2026-11-30 02:00:00 +00:00");
+    }
+
+    fn live(now: DateTime<Utc>) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            pid_namespace: status::own_pid_namespace(),
+            updated_at: Some(now),
+            heartbeat_seconds: 60,
+            engine_connected: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn health_tells_a_failed_run_from_a_dead_daemon() {
+        let now = Utc::now();
+        assert_eq!(judge(&live(now), now).0, Health::Ok);
+        let mut failed = live(now);
+        failed.services.push(ServiceStatus {
+            service: "db".into(),
+            last_run: Some(status::RunRecord {
+                started_at: now,
+                finished_at: now,
+                ok: false,
+                detail: "x".into(),
+                bytes_in: 0,
+                bytes_out: 0,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(judge(&failed, now), (Health::LastRunFailed, Some("the last run failed for: db".into())));
+        let mut stale = live(now);
+        stale.updated_at = Some(now - chrono::Duration::seconds(600));
+        assert_eq!(judge(&stale, now).0, Health::DaemonDown);
+        let mut stopped = live(now);
+        stopped.stopped_at = Some(now);
+        assert_eq!(judge(&stopped, now).0, Health::DaemonDown);
+        let mut gone = live(now);
+        gone.pid = u32::MAX - 1;
+        assert!(judge(&gone, now).1.unwrap().contains("is not running"));
+        let mut cut = live(now);
+        cut.engine_connected = false;
+        assert_eq!(judge(&cut, now).0, Health::DaemonDown);
+    }
 }
