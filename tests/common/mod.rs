@@ -308,6 +308,8 @@ impl Backups {
     }
 
     /// Everything under the root as (path, bytes), to prove nothing changed.
+    /// Every file under the root and its bytes, except the lock and the journal of runs (which
+    /// records failed runs too, by design).
     pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![self.root().to_path_buf()];
@@ -316,7 +318,7 @@ impl Backups {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if name_of(&p) != ".lock" {
+                } else if !is_bookkeeping(&name_of(&p)) {
                     out.push((p.clone(), std::fs::read(&p).expect("read")));
                 }
             }
@@ -324,6 +326,11 @@ impl Backups {
         out.sort();
         out
     }
+}
+
+/// Files a run may touch whatever its outcome: the service lock and the journal of manual runs.
+fn is_bookkeeping(name: &str) -> bool {
+    name == ".lock" || name.starts_with(".db-backup-runs.jsonl")
 }
 
 /// Appends db-backup's output to `$DBB_TEST_OUTPUT_LOG` (set by scripts/test.sh), which
