@@ -10,8 +10,6 @@
 //! Passwords are string literals containing "secret": `scripts/check-secrets.sh` looks for them
 //! in the test log.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
@@ -22,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// About 100 MB of dump: long enough (several seconds) to be caught mid-way.
 const BIG_TABLE: &str = "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g+1)::text) AS t \

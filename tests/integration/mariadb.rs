@@ -1,10 +1,8 @@
 //! MariaDB round trips against real servers: fill, back up, damage, restore, compare.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const ROOT_PW: &str = "my-root-secret-1";
 

@@ -3,13 +3,11 @@
 //! `--into` safety backups stay with their own container, `--archive` takes the path `backup`
 //! prints, bad arguments exit 2, and `--json` reports what happened.
 
-mod common;
-
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use db_backup::archive::{ArchiveWriter, EntryInfo};
 use db_backup::engine::EngineKind;
 use db_backup::manifest::{

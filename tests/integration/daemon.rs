@@ -1,13 +1,11 @@
 //! The daemon (`db-backup run`) against real containers: pickup through events, seconds-level
 //! schedules, removal and relabeling, engine connection loss, shutdown during a dump.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The daemon's view of one service, through `db-backup status --json` (as an operator sees it).
 fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {

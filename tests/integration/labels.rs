@@ -11,11 +11,9 @@
 //! first `Container::start` in a process removes every `dbb-test` container not owned by that
 //! process, which includes the live containers of other test binaries running concurrently.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A plain container that only sleeps: enough for label checks, no database needed.
 fn sleeper(slug: &str, labels: &[(String, String)]) -> Container {

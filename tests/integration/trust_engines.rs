@@ -2,13 +2,11 @@
 //! archives whose SQL tries to run commands through the client, and MariaDB roles restored in
 //! place.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use db_backup::archive::{for_each_entry, ArchiveWriter};
 use db_backup::manifest::{Manifest, MANIFEST_NAME};
 use db_backup::verify::verify_archive;

@@ -2,13 +2,11 @@
 //! mongodump/mongorestore 100.8.0, in the `dbb-test/mongo:8.2` image, which has no mongosh and no
 //! mongo shell. The tests' own client is pymongo, run inside the container.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ROOT_PW: &str = "mongo-secret-1";
 

@@ -7,8 +7,6 @@
 //! seconds; a dump that must merely stay *in progress* (busy service, argv sampling) is held on a
 //! table lock taken by the test, which is deterministic however fast the machine is.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -16,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use db_backup::archive::{ArchiveWriter, EntryInfo};
 use db_backup::engine::EngineKind;
 use db_backup::manifest::{

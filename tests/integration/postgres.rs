@@ -1,11 +1,9 @@
 //! PostgreSQL round trips against real servers: fill, back up, damage, restore, compare.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const FILL: &str = r#"
 CREATE ROLE app_rw LOGIN PASSWORD 'rw-secret-1';
