@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use db_backup::status::journal::JOURNAL_FILE;
+
 use super::assertions::partial_bytes;
 use super::docker::{drain, wait_for};
 
@@ -66,7 +68,8 @@ impl Backups {
         out
     }
 
-    /// Everything under the root as (path, bytes), to prove nothing changed.
+    /// Everything under the root as (path, bytes), to prove nothing changed; the service locks and
+    /// the manual-run journal aside, which every run touches by design.
     pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![self.root().to_path_buf()];
@@ -75,7 +78,7 @@ impl Backups {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if name_of(&p) != ".lock" {
+                } else if ![".lock", JOURNAL_FILE].contains(&name_of(&p).as_str()) {
                     out.push((p.clone(), std::fs::read(&p).expect("read")));
                 }
             }
