@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-images.sh
-# Every db-backup invocation of the tests appends its output here (tests/common/mod.rs).
+# Every db-backup invocation of the tests appends its output here (tests/common/runner.rs).
 export DBB_TEST_OUTPUT_LOG="$PWD/target/test-output.log"
 mkdir -p target
 : > "$DBB_TEST_OUTPUT_LOG"

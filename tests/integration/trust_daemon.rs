@@ -2,12 +2,10 @@
 //! and paused dumps, start-up backups of recreated containers, `check`'s probes, manual runs in
 //! the log and `status`, `status` times and exit codes, `backup --json`.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn status_json(backups: &Backups) -> (i32, serde_json::Value) {
     let run = backups.run(&["status", "--json"]);
