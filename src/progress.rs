@@ -1,0 +1,106 @@
+//! The live progress line of a manual `backup` or `restore` run from a terminal: bytes, rate,
+//! elapsed time, and an estimate from the previous archive's size. Without a terminal nothing is
+//! drawn and the output stays plain lines.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::job::human_bytes;
+
+const REDRAW_EVERY: Duration = Duration::from_millis(500);
+
+/// `db: 1.2 GiB  45.3 MiB/s  0:27  ~60 % of the last archive, ~0:18 left` (pure).
+pub fn progress_line(label: &str, bytes: u64, elapsed: Duration, previous: Option<u64>) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs >= 0.1 { (bytes as f64 / secs) as u64 } else { 0 };
+    let mut line = format!("{label}: {}  {}/s  {}", human_bytes(bytes), human_bytes(rate), clock(elapsed));
+    if let Some(previous) = previous.filter(|p| *p > 0) {
+        let percent = bytes as f64 * 100.0 / previous as f64;
+        if bytes < previous && rate > 0 {
+            let left = Duration::from_secs((previous - bytes) / rate);
+            line.push_str(&format!("  ~{percent:.0} % of the last archive, ~{} left", clock(left)));
+        } else {
+            line.push_str(&format!("  {percent:.0} % of the last archive"));
+        }
+    }
+    line
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Redraws the line on stdout while a run counts into `bytes`; draws nothing unless stdout is a
+/// terminal. Dropping or finishing it clears the line.
+pub struct Meter {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Meter {
+    pub fn start(label: String, bytes: Arc<AtomicU64>, previous: Option<u64>) -> Self {
+        if !std::io::stdout().is_terminal() {
+            return Meter { stop: None, task: None };
+        }
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REDRAW_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => break,
+                }
+                let line = progress_line(&label, bytes.load(Ordering::Relaxed), started.elapsed(), previous);
+                let mut out = std::io::stdout().lock();
+                // \r and "erase to end of line": the line redraws in place.
+                let _ = write!(out, "\r{line}\x1b[K");
+                let _ = out.flush();
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[K");
+            let _ = out.flush();
+        });
+        Meter { stop: Some(stop), task: Some(task) }
+    }
+
+    /// Clears the line before the run's own output is printed.
+    pub async fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_shows_bytes_rate_elapsed_and_an_estimate() {
+        let line = progress_line("db", 600 << 20, Duration::from_secs(30), Some(1000 << 20));
+        assert_eq!(line, "db: 600.0 MiB  20.0 MiB/s  0:30  ~60 % of the last archive, ~0:20 left");
+        let past = progress_line("db", 1100 << 20, Duration::from_secs(3725), Some(1000 << 20));
+        assert!(past.ends_with("1:02:05  110 % of the last archive"), "{past}");
+        assert_eq!(progress_line("db", 0, Duration::ZERO, None), "db: 0 B  0 B/s  0:00");
+    }
+}
