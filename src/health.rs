@@ -30,6 +30,11 @@ impl Health {
     }
 }
 
+/// `db-backup healthcheck`: judges the status record the daemon keeps in the backup root.
+pub fn check_root(root: &std::path::Path, now: DateTime<Utc>) -> Health {
+    judge(crate::status::read(root).map(|s| s.updated_at), now, MAX_STATUS_AGE)
+}
+
 /// Judges the daemon by its status record's `updated_at` (None: no record could be read, with
 /// the reason in `unreadable`).
 pub fn judge(updated_at: Result<Option<DateTime<Utc>>, String>, now: DateTime<Utc>, max_age: Duration) -> Health {
@@ -64,5 +69,16 @@ mod tests {
         assert_eq!(unreadable, Health::Unhealthy("cannot read /backup/.db-backup-status.json".into()));
         // A clock that moved back does not make a live daemon unhealthy.
         assert!(judge(Ok(Some(now + chrono::Duration::seconds(60))), now, MAX_STATUS_AGE).is_healthy());
+    }
+
+    #[test]
+    fn the_status_file_in_the_root_is_what_is_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        assert!(check_root(dir.path(), now).message().contains("is the daemon"));
+        let status = crate::status::DaemonStatus { updated_at: Some(now), ..Default::default() };
+        crate::status::write(dir.path(), &status).unwrap();
+        assert!(check_root(dir.path(), now + chrono::Duration::seconds(60)).is_healthy());
+        assert!(!check_root(dir.path(), now + chrono::Duration::seconds(600)).is_healthy());
     }
 }

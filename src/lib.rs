@@ -19,6 +19,7 @@
 //! - [`nofollow`] opens everything below the backup root without following links; [`help`] holds
 //!   the CLI's reference text (environment variables, labels).
 
+pub mod alerting;
 pub mod archive;
 pub mod cli;
 pub mod cmd;

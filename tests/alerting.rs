@@ -753,3 +753,60 @@ fn example_alert_rules_pass_promtool_check_and_its_rule_tests() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The daemon's hub: staleness at start, runs, pings, notifications, across a restart.
+
+#[test]
+fn stale_at_start_is_notified_once_across_a_restart_and_runs_ping_and_notify() {
+    use db_backup::alerting::{Alerts, Archive, OnDisk, RunReport, ServiceInfo};
+    let rt = runtime();
+    let rx = Receiver::start();
+    let root = tempfile::tempdir().unwrap();
+    let info = ServiceInfo {
+        service: "db".into(),
+        engine: "postgres".into(),
+        container: "app-db-1".into(),
+        schedule: "@daily".parse().unwrap(),
+        ping: Some(PingUrl::parse(&format!("http://{}/ping/s3cr3t-ping", rx.addr)).unwrap()),
+    };
+    let hub = |metrics: &Metrics| {
+        let settings = NotifySettings::from_lookup(|k| {
+            (k == "DB_BACKUP_NOTIFY").then(|| format!("generic+http://{}/hook/s3cr3t-generic", rx.addr))
+        })
+        .unwrap();
+        let notifier = Notifier::with_policy(settings, metrics.clone(), quick()).unwrap();
+        Alerts::with_notifier(notifier, None, root.path(), chrono_tz::Tz::UTC, metrics.clone())
+    };
+    let now = Utc::now();
+    let old = OnDisk { newest: Some(now - chrono::Duration::days(5)), newest_bytes: Some(1000), archives: 3 };
+    rt.block_on(async {
+        let first = hub(&Metrics::new());
+        first.follow(info.clone(), old, now);
+        assert!(first.flush(Duration::from_secs(20)).await);
+        // The daemon restarts: the archive is still old, and `stale` was already said.
+        let metrics = Metrics::new();
+        let second = hub(&metrics);
+        second.follow(info.clone(), old, now);
+        assert!(metrics.encode(None).0.contains("db_backup_stale{service=\"db\"} 1"));
+        second.run_started("db");
+        let failed =
+            RunReport { started_at: now, finished_at: now, outcome: Err("pg_dump: exit code 1".into()), archives: 3 };
+        second.run_finished("db", failed);
+        second.run_started("db");
+        let archive = Archive { path: root.path().join("db/2026-11-29T030000Z.tar.gz"), bytes: 2048 };
+        second.run_finished("db", RunReport { started_at: now, finished_at: now, outcome: Ok(archive), archives: 4 });
+        assert!(second.flush(Duration::from_secs(20)).await);
+        assert_eq!(metrics.notifications_failed(), 0);
+    });
+    let hooks: Vec<String> = rx.to("/hook/").iter().map(|r| r.json()["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(hooks, vec!["stale", "failure", "recovery"], "one stale across the restart, then the runs");
+    let pings: Vec<String> = rx.to("/ping/").iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        pings,
+        vec!["/ping/s3cr3t-ping/start", "/ping/s3cr3t-ping/fail", "/ping/s3cr3t-ping/start", "/ping/s3cr3t-ping"]
+    );
+    let stale = &rx.to("/hook/")[0].json();
+    assert_eq!((stale["service"].as_str(), stale["engine"].as_str()), (Some("db"), Some("postgres")));
+    assert_no_secret("the log", &logged());
+}
