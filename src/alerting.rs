@@ -329,6 +329,38 @@ impl Alerts {
     }
 }
 
+/// The daemon's view of a labeled container, for [`Alerts::follow`].
+pub fn service_info(spec: &crate::labels::BackupSpec) -> ServiceInfo {
+    ServiceInfo {
+        service: spec.service.to_string(),
+        engine: spec.engine.to_string(),
+        container: spec.container.name.clone(),
+        schedule: spec.schedule.clone(),
+        ping: spec.healthcheck_url.clone(),
+    }
+}
+
+/// The service's archives on disk: the newest regular backup (a restore's safety backup is not
+/// a scheduled backup) and how many there are.
+pub fn on_disk(store: &crate::store::Store, service: &str) -> OnDisk {
+    let archives = store.archives(service).unwrap_or_default();
+    let newest = archives.iter().rev().find(|a| a.kind == crate::manifest::ArchiveKind::Backup);
+    OnDisk { newest: newest.map(|a| a.created), newest_bytes: newest.map(|a| a.size), archives: archives.len() }
+}
+
+/// A finished run as the hub records it.
+pub fn report_of<E: std::fmt::Display>(
+    started_at: DateTime<Utc>,
+    result: &Result<crate::job::BackupOutcome, E>,
+    archives: usize,
+) -> RunReport {
+    let outcome = match result {
+        Ok(o) => Ok(Archive { path: o.archive.clone(), bytes: o.bytes_out }),
+        Err(e) => Err(e.to_string()),
+    };
+    RunReport { started_at, finished_at: Utc::now(), outcome, archives }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -1,16 +1,18 @@
-//! `db-backup healthcheck` (the image's HEALTHCHECK) and `/healthz` (pure): healthy when the
-//! daemon's loop is alive, which it shows by rewriting its status record at least every
-//! [`HEARTBEAT`]. A failed backup is an alert (notifications, metrics), not an unhealthy
+//! `db-backup healthcheck` (the image's HEALTHCHECK) and `/healthz` (pure judgement): healthy
+//! while the daemon runs and its loop is alive, which it shows by rewriting its status record at
+//! least every heartbeat. A failed backup is an alert (notifications, metrics), not an unhealthy
 //! container: restarting the container would not fix a database.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// How often the daemon rewrites its status record when nothing else changes.
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
-/// A record older than this means the loop is stuck or the daemon is gone.
-pub const MAX_STATUS_AGE: Duration = Duration::from_secs(120);
+use crate::status::DaemonStatus;
+
+/// A record not rewritten for this many heartbeats belongs to a stuck or gone daemon.
+pub const MISSED_HEARTBEATS: u64 = 3;
+/// For a record that does not say its heartbeat.
+pub const MAX_STATUS_AGE: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -32,43 +34,83 @@ impl Health {
 
 /// `db-backup healthcheck`: judges the status record the daemon keeps in the backup root.
 pub fn check_root(root: &std::path::Path, now: DateTime<Utc>) -> Health {
-    judge(crate::status::read(root).map(|s| s.updated_at), now, MAX_STATUS_AGE)
+    match crate::status::read(root) {
+        Ok(status) => judge(&status, now, pid_alive(&status)),
+        Err(unreadable) => Health::Unhealthy(unreadable),
+    }
 }
 
-/// Judges the daemon by its status record's `updated_at` (None: no record could be read, with
-/// the reason in `unreadable`).
-pub fn judge(updated_at: Result<Option<DateTime<Utc>>, String>, now: DateTime<Utc>, max_age: Duration) -> Health {
-    let updated_at = match updated_at {
-        Ok(Some(t)) => t,
-        Ok(None) => return Health::Unhealthy("the daemon's status record has never been written".into()),
-        Err(unreadable) => return Health::Unhealthy(unreadable),
+/// Whether the record's pid runs; None when it cannot be told from here (another pid namespace).
+fn pid_alive(status: &DaemonStatus) -> Option<bool> {
+    let same_namespace = status.pid_namespace.is_some() && status.pid_namespace == crate::status::own_pid_namespace();
+    same_namespace.then(|| std::path::Path::new(&format!("/proc/{}", status.pid)).exists())
+}
+
+pub fn judge(status: &DaemonStatus, now: DateTime<Utc>, pid_alive: Option<bool>) -> Health {
+    if status.stopped_at.is_some() {
+        return Health::Unhealthy("the daemon has stopped".into());
+    }
+    if pid_alive == Some(false) {
+        return Health::Unhealthy(format!("the daemon (pid {}) is not running", status.pid));
+    }
+    let Some(updated_at) = status.updated_at else {
+        return Health::Unhealthy("the daemon's status record has never been written".into());
+    };
+    let max_age = match status.heartbeat_seconds {
+        0 => MAX_STATUS_AGE,
+        beat => Duration::from_secs(beat * MISSED_HEARTBEATS),
     };
     let age = (now - updated_at).to_std().unwrap_or(Duration::ZERO);
     if age > max_age {
         return Health::Unhealthy(format!(
-            "the daemon's status record is {} s old (more than {} s): the daemon is stopped or stuck",
+            "the daemon's status record is {} s old (more than {} s): the daemon is stuck or gone",
             age.as_secs(),
             max_age.as_secs()
         ));
     }
-    Health::Healthy(format!("the daemon is running (status record {} s old)", age.as_secs()))
+    let engine = if status.engine_connected { "" } else { "; it cannot reach the Docker Engine and keeps trying" };
+    Health::Healthy(format!("the daemon is running (status record {} s old){engine}", age.as_secs()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn live(now: DateTime<Utc>) -> DaemonStatus {
+        DaemonStatus {
+            pid: 7,
+            updated_at: Some(now),
+            heartbeat_seconds: 60,
+            engine_connected: true,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn fresh_record_is_healthy_old_or_missing_is_not() {
+    fn a_fresh_record_is_healthy_even_when_backups_fail() {
         let now = Utc::now();
-        assert!(judge(Ok(Some(now - chrono::Duration::seconds(20))), now, MAX_STATUS_AGE).is_healthy());
-        let old = judge(Ok(Some(now - chrono::Duration::seconds(300))), now, MAX_STATUS_AGE);
-        assert!(!old.is_healthy() && old.message().contains("300 s old"), "{old:?}");
-        assert!(!judge(Ok(None), now, MAX_STATUS_AGE).is_healthy());
-        let unreadable = judge(Err("cannot read /backup/.db-backup-status.json".into()), now, MAX_STATUS_AGE);
-        assert_eq!(unreadable, Health::Unhealthy("cannot read /backup/.db-backup-status.json".into()));
+        let mut s = live(now - chrono::Duration::seconds(100));
+        s.services.push(crate::status::ServiceStatus { failures: 3, ..Default::default() });
+        assert!(judge(&s, now, Some(true)).is_healthy());
         // A clock that moved back does not make a live daemon unhealthy.
-        assert!(judge(Ok(Some(now + chrono::Duration::seconds(60))), now, MAX_STATUS_AGE).is_healthy());
+        assert!(judge(&live(now + chrono::Duration::seconds(60)), now, None).is_healthy());
+        let mut cut = live(now);
+        cut.engine_connected = false;
+        assert!(judge(&cut, now, None).message().contains("cannot reach the Docker Engine"));
+    }
+
+    #[test]
+    fn an_old_stopped_or_dead_record_is_unhealthy() {
+        let now = Utc::now();
+        let old = judge(&live(now - chrono::Duration::seconds(200)), now, None);
+        assert!(!old.is_healthy() && old.message().contains("200 s old (more than 180 s)"), "{old:?}");
+        let mut stopped = live(now);
+        stopped.stopped_at = Some(now);
+        assert!(!judge(&stopped, now, Some(true)).is_healthy());
+        assert!(judge(&live(now), now, Some(false)).message().contains("pid 7) is not running"));
+        let mut never = live(now);
+        never.updated_at = None;
+        assert!(!judge(&never, now, None).is_healthy());
     }
 
     #[test]
@@ -76,8 +118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
         assert!(check_root(dir.path(), now).message().contains("is the daemon"));
-        let status = crate::status::DaemonStatus { updated_at: Some(now), ..Default::default() };
-        crate::status::write(dir.path(), &status).unwrap();
+        crate::status::write(dir.path(), &live(now)).unwrap();
         assert!(check_root(dir.path(), now + chrono::Duration::seconds(60)).is_healthy());
         assert!(!check_root(dir.path(), now + chrono::Duration::seconds(600)).is_healthy());
     }

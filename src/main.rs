@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run => cmd::run::run(settings).await,
         Command::Status { json } => cmd::status::run(&settings, json).await,
         Command::Labels => Ok(print_labels()),
+        Command::Healthcheck => Ok(cmd::healthcheck::run(&settings)),
     }
 }
 

@@ -18,10 +18,17 @@ pub enum Ping {
     Failure,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PingUrl {
     url: Url,
     kuma: bool,
+}
+
+/// Debug output ends up in logs and keys: never the token.
+impl std::fmt::Debug for PingUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PingUrl({})", self.redacted())
+    }
 }
 
 impl PingUrl {
@@ -103,6 +110,7 @@ mod tests {
         assert_eq!(fail.url.as_str(), "https://hc-ping.com/0b1a2c3d/fail");
         assert_eq!(fail.body, b"pg_dump: exit code 1");
         assert_eq!(p.redacted(), "https://hc-ping.com/***");
+        assert_eq!(format!("{p:?}"), "PingUrl(https://hc-ping.com/***)");
     }
 
     #[test]
