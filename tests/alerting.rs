@@ -6,6 +6,8 @@
 //! Tools come from `.ci/run` (Debian `prometheus`, `chromium`; PyPI `aiosmtpd`). A missing tool
 //! fails the test with what to install; nothing is skipped silently.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ const SECRETS: &[&str] = &[
     "s3cr3t-mail",
     "s3cr3t-ping",
     "s3cr3t-dead",
+    "s3cr3t-pg",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -561,13 +564,17 @@ fn serve(view: StatusView, metrics: Metrics) -> (SocketAddr, tokio::runtime::Run
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+    fetch(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
+}
+
+/// The body of a 200 answer; None when nothing listens yet or the answer is not 200.
+fn fetch(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 fn sample_view() -> StatusView {
@@ -809,4 +816,176 @@ fn stale_at_start_is_notified_once_across_a_restart_and_runs_ping_and_notify() {
     let stale = &rx.to("/hook/")[0].json();
     assert_eq!((stale["service"].as_str(), stale["engine"].as_str()), (Some("db"), Some("postgres")));
     assert_no_secret("the log", &logged());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon itself (`db-backup run`) against a real PostgreSQL container.
+
+fn promtool_check_metrics(scrape: &str) {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{scrape}");
+}
+
+/// `name{labels} value` from a scrape.
+fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+fn healthcheck(backups: &common::Backups) -> common::Run {
+    backups.run(&["healthcheck"])
+}
+
+#[test]
+fn daemon_notifies_a_failing_service_once_then_recovers_and_shows_it_everywhere() {
+    common::require_image(common::PG_IMAGE);
+    let rx = Receiver::start();
+    let backups = common::Backups::new();
+    let http = format!("127.0.0.1:{}", free_port());
+    let notify = format!("generic+http://{}/hook/s3cr3t-generic", rx.addr);
+    let mut daemon = common::Daemon::start(
+        &backups,
+        &common::unique("scope"),
+        &[("DB_BACKUP_NOTIFY", &notify), ("DB_BACKUP_HTTP_ADDR", &http)],
+    );
+    let svc = common::unique("alert");
+    let ping = format!("http://{}/ping/s3cr3t-ping", rx.addr);
+    // The database `app` does not exist yet: every run fails until it is created.
+    let db = common::postgres(
+        &svc,
+        &["POSTGRES_PASSWORD=s3cr3t-pg"],
+        &[
+            daemon.label(),
+            ("db-backup.schedule", "*/2 * * * * *"),
+            ("db-backup.databases", "app"),
+            ("db-backup.healthcheck-url", &ping),
+        ],
+    );
+    let addr: SocketAddr = http.parse().unwrap();
+    let failure_series = format!("db_backup_runs_total{{service=\"{svc}\",result=\"failure\"}}");
+    wait_until(Duration::from_secs(60), "three failed runs", || {
+        metric(&fetch(addr, "/metrics")?, &failure_series).filter(|n| *n >= 3.0)
+    });
+    let hooks = rx.to("/hook/");
+    assert_eq!(hooks.len(), 1, "three failures, one notification: {hooks:#?}");
+    let failure = hooks[0].json();
+    assert_eq!((failure["event"].as_str(), failure["service"].as_str()), (Some("failure"), Some(svc.as_str())));
+    assert_eq!(failure["container"], db.name.as_str());
+    // The first runs may meet the server still starting; later ones the missing database.
+    assert!(!failure["error"].as_str().unwrap().is_empty(), "{failure}");
+    assert!(failure["next_run"].is_string(), "{failure}");
+    // A failing backup is an alert, not an unhealthy daemon.
+    let health = healthcheck(&backups);
+    assert_eq!(health.code, 0, "{}", health.all());
+    assert!(http_get(addr, "/healthz").starts_with("ok"));
+    let page = http_get(addr, "/");
+    assert!(page.contains(&format!("id=\"service-{svc}\"")) && page.contains("badge failed"), "{page}");
+
+    common::psql(&db, "postgres", "CREATE DATABASE app");
+    let recovered = wait_until(Duration::from_secs(60), "the recovery", || {
+        let hooks = rx.to("/hook/");
+        (hooks.len() >= 2).then_some(hooks)
+    });
+    let events: Vec<String> = recovered.iter().map(|r| r.json()["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(events, ["failure", "recovery"]);
+    assert!(recovered[1].json()["failures"].as_u64().unwrap() >= 3);
+    let pings: Vec<String> = rx.to("/ping/").iter().map(|r| r.target.clone()).collect();
+    assert_eq!(pings.first().map(String::as_str), Some("/ping/s3cr3t-ping/start"));
+    assert!(pings.contains(&"/ping/s3cr3t-ping/fail".to_string()), "{pings:?}");
+    assert!(pings.contains(&"/ping/s3cr3t-ping".to_string()), "a success ping after the fix: {pings:?}");
+
+    let scrape = http_get(addr, "/metrics");
+    promtool_check_metrics(&scrape);
+    assert!(metric(&scrape, &format!("db_backup_runs_total{{service=\"{svc}\",result=\"success\"}}")).unwrap() >= 1.0);
+    assert!(metric(&scrape, &format!("db_backup_archives{{service=\"{svc}\"}}")).unwrap() >= 1.0);
+    assert!(metric(&scrape, &format!("db_backup_last_archive_bytes{{service=\"{svc}\"}}")).unwrap() > 0.0);
+    assert_eq!(metric(&scrape, &format!("db_backup_stale{{service=\"{svc}\"}}")), Some(0.0));
+    let page = http_get(addr, "/");
+    assert!(page.contains("<svg class=\"chart\""), "the service's chart");
+    for (what, text) in [("the page", &page), ("the metrics", &scrape), ("the daemon log", &daemon.log())] {
+        assert_no_secret(what, text);
+    }
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    let down = healthcheck(&backups);
+    assert_eq!(down.code, 1, "a stopped daemon is unhealthy: {}", down.all());
+}
+
+#[test]
+fn stale_after_a_daemon_restart_with_an_old_newest_archive_is_notified_once() {
+    common::require_image(common::PG_IMAGE);
+    let rx = Receiver::start();
+    let backups = common::Backups::new();
+    let scope = common::unique("scope");
+    let svc = common::unique("stale");
+    // The newest archive on disk is five days old; the schedule is daily: stale (limit 2 days).
+    let dir = backups.root().join(&svc);
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = (Utc::now() - chrono::Duration::days(5)).format("%Y-%m-%dT%H-%M-%SZ.tar.gz").to_string();
+    std::fs::write(dir.join(&old), b"not read").unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("DB_BACKUP_NOTIFY", format!("generic+http://{}/hook/s3cr3t-generic", rx.addr)),
+        ("DB_BACKUP_HTTP_ADDR", http.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut daemon = common::Daemon::start(&backups, &scope, &env);
+    let _db =
+        common::postgres(&svc, &["POSTGRES_PASSWORD=s3cr3t-pg"], &[daemon.label(), ("db-backup.schedule", "@daily")]);
+    let stale = wait_until(Duration::from_secs(30), "the stale notification", || rx.to("/hook/").into_iter().next());
+    let body = stale.json();
+    assert_eq!((body["event"].as_str(), body["service"].as_str()), (Some("stale"), Some(svc.as_str())));
+    let addr: SocketAddr = http.parse().unwrap();
+    assert_eq!(metric(&http_get(addr, "/metrics"), &format!("db_backup_stale{{service=\"{svc}\"}}")), Some(1.0));
+    assert!(http_get(addr, "/").contains("badge stale"));
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+
+    // Restarted: still stale, already said.
+    let mut again = common::Daemon::start(&backups, &scope, &env);
+    wait_until(Duration::from_secs(30), "the restarted daemon's metrics", || {
+        metric(&fetch(addr, "/metrics")?, &format!("db_backup_stale{{service=\"{svc}\"}}")).filter(|v| *v == 1.0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.to("/hook/").len(), 1, "stale is said once, not at every start");
+    assert_eq!(again.stop(), Some(0), "{}", again.log());
+    assert_no_secret("the daemon log", &again.log());
+}
+
+#[test]
+fn healthcheck_is_unhealthy_without_a_daemon_or_with_a_stuck_one() {
+    let backups = common::Backups::new();
+    let none = healthcheck(&backups);
+    assert_eq!(none.code, 1, "{}", none.all());
+    assert!(none.stdout.contains("unhealthy") && none.stdout.contains("is the daemon"), "{}", none.all());
+    // A status record whose daemon stopped rewriting it five minutes ago: the loop is stuck.
+    let stuck = serde_json::json!({
+        "pid": 1, "started_at": null, "updated_at": (Utc::now() - chrono::Duration::minutes(5)).to_rfc3339(),
+        "heartbeat_seconds": 60, "engine_connected": true, "services": [], "problems": []
+    });
+    std::fs::write(backups.root().join(".db-backup-status.json"), stuck.to_string()).unwrap();
+    let run = healthcheck(&backups);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("s old (more than 180 s)"), "{}", run.all());
+}
+
+#[test]
+fn a_bad_notification_url_stops_check_and_the_daemon_naming_it_redacted() {
+    let backups = common::Backups::new();
+    let url = "smtp://dbb:s3cr3t-mail@mail.example.com:587/?to=ops@example.com";
+    for args in [&["check", "--labels-only"][..], &["run"][..]] {
+        let out = backups.command(args).env("DB_BACKUP_NOTIFY", url).output().unwrap();
+        let run = common::Run::from(out);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+        assert!(run.stderr.contains("notification URL 'smtp://***@mail.example.com:587?to=***'"), "{}", run.all());
+        assert!(run.stderr.contains("from=ADDRESS is missing"), "{}", run.all());
+        assert_no_secret("the output", &run.all());
+    }
 }
