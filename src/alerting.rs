@@ -318,6 +318,11 @@ impl Alerts {
         StatusView { host: self.host.clone(), generated_at: now, engine_connected, services, problems }
     }
 
+    /// Whether the service is stale now (for the status file).
+    pub fn is_stale(&self, service: &str) -> bool {
+        self.lock().services.get(service).is_some_and(|f| f.stale)
+    }
+
     /// The alert state of a service (tests, `status`).
     pub fn alert_state(&self, service: &str) -> Option<AlertState> {
         self.lock().history.services.get(service).map(|h| h.alerts.clone())

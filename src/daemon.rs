@@ -535,6 +535,9 @@ impl Ctx {
         let mut failing = self.status_writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut status = self.lock().status.clone();
         status.updated_at = Some(Utc::now());
+        for s in &mut status.services {
+            s.stale = self.alerts.is_stale(&s.service);
+        }
         match status::write(self.store.root(), &status) {
             Ok(()) if *failing => {
                 tracing::info!("the status file under {} is written again", self.store.root().display());

@@ -946,6 +946,11 @@ fn stale_after_a_daemon_restart_with_an_old_newest_archive_is_notified_once() {
     let addr: SocketAddr = http.parse().unwrap();
     assert_eq!(metric(&http_get(addr, "/metrics"), &format!("db_backup_stale{{service=\"{svc}\"}}")), Some(1.0));
     assert!(http_get(addr, "/").contains("badge stale"));
+    let status = backups.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let entry = status["services"].as_array().unwrap().iter().find(|s| s["service"] == svc.as_str()).cloned();
+    assert_eq!(entry.map(|e| e["stale"].clone()), Some(serde_json::json!(true)), "{status}");
+    assert!(backups.run(&["status"]).stdout.contains("STALE: no good archive"));
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
 
     // Restarted: still stale, already said.
