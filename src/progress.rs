@@ -3,8 +3,6 @@
 //! drawn and the output stays plain lines.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::job::human_bytes;
@@ -28,6 +26,18 @@ pub fn progress_line(label: &str, bytes: u64, elapsed: Duration, previous: Optio
     line
 }
 
+/// Bytes written so far to the archives being written in `dir` (`*.partial`; the service lock
+/// makes it one).
+pub fn partial_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(crate::store::PARTIAL_SUFFIX))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// `m:ss`, or `h:mm:ss` from an hour.
 fn clock(d: Duration) -> String {
     let s = d.as_secs();
@@ -38,15 +48,23 @@ fn clock(d: Duration) -> String {
     }
 }
 
-/// Redraws the line on stdout while a run counts into `bytes`; draws nothing unless stdout is a
-/// terminal. Dropping or finishing it clears the line.
+/// Redraws the line on stdout while a run goes on, from `sample` (bytes so far); draws nothing
+/// unless stdout is a terminal. Finishing or dropping it clears the line.
 pub struct Meter {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Meter {
-    pub fn start(label: String, bytes: Arc<AtomicU64>, previous: Option<u64>) -> Self {
+    /// A manual backup: counts the archive being written (its `.partial` file) against the size
+    /// of the service's newest archive.
+    pub fn for_backup(store: &crate::store::Store, service: &str) -> Self {
+        let previous = crate::alerting::on_disk(store, service).newest_bytes;
+        let dir = store.root().join(service);
+        Self::start(service.to_string(), move || partial_bytes(&dir), previous)
+    }
+
+    pub fn start(label: String, sample: impl Fn() -> u64 + Send + 'static, previous: Option<u64>) -> Self {
         if !std::io::stdout().is_terminal() {
             return Meter { stop: None, task: None };
         }
@@ -59,7 +77,7 @@ impl Meter {
                     _ = tick.tick() => {}
                     _ = &mut stopped => break,
                 }
-                let line = progress_line(&label, bytes.load(Ordering::Relaxed), started.elapsed(), previous);
+                let line = progress_line(&label, sample(), started.elapsed(), previous);
                 let mut out = std::io::stdout().lock();
                 // \r and "erase to end of line": the line redraws in place.
                 let _ = write!(out, "\r{line}\x1b[K");
@@ -102,5 +120,15 @@ mod tests {
         let past = progress_line("db", 1100 << 20, Duration::from_secs(3725), Some(1000 << 20));
         assert!(past.ends_with("1:02:05  110 % of the last archive"), "{past}");
         assert_eq!(progress_line("db", 0, Duration::ZERO, None), "db: 0 B  0 B/s  0:00");
+    }
+
+    #[test]
+    fn only_archives_being_written_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("2026-11-29T03-00-00Z.tar.gz"), vec![0; 100]).unwrap();
+        assert_eq!(partial_bytes(dir.path()), 0);
+        std::fs::write(dir.path().join("2026-11-30T03-00-00Z.tar.gz.partial"), vec![0; 42]).unwrap();
+        assert_eq!(partial_bytes(dir.path()), 42);
+        assert_eq!(partial_bytes(&dir.path().join("missing")), 0);
     }
 }
