@@ -18,6 +18,11 @@
 //!   keeps runs of one service apart.
 //! - [`nofollow`] opens everything below the backup root without following links; [`help`] holds
 //!   the CLI's reference text (environment variables, labels).
+//! - [`alerting`] is what the daemon reports services and runs to; it drives [`notify`]
+//!   (notification URLs, events and storm control, delivery, health pings), [`metrics`],
+//!   [`history`] (recent runs, alert memory) and [`stale`]; [`http`] serves `/metrics`, `/healthz`
+//!   and the status page; [`health`] judges the daemon for `healthcheck`; [`progress`] draws the
+//!   terminal progress line.
 
 pub mod alerting;
 pub mod archive;
