@@ -851,7 +851,13 @@ fn daemon_notifies_a_failing_service_once_then_recovers_and_shows_it_everywhere(
     let rx = Receiver::start();
     let backups = common::Backups::new();
     let http = format!("127.0.0.1:{}", free_port());
-    let notify = format!("generic+http://{}/hook/s3cr3t-generic", rx.addr);
+    // A receiver that accepts and never answers: its retries must delay no backup.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let notify = format!(
+        "generic+http://{}/hook/s3cr3t-generic generic+http://{}/s3cr3t-dead",
+        rx.addr,
+        silent.local_addr().unwrap()
+    );
     let mut daemon = common::Daemon::start(
         &backups,
         &common::unique("scope"),
@@ -903,7 +909,12 @@ fn daemon_notifies_a_failing_service_once_then_recovers_and_shows_it_everywhere(
     assert!(pings.contains(&"/ping/s3cr3t-ping/fail".to_string()), "{pings:?}");
     assert!(pings.contains(&"/ping/s3cr3t-ping".to_string()), "a success ping after the fix: {pings:?}");
 
-    let scrape = http_get(addr, "/metrics");
+    // The silent destination is given up after its attempts and counted, runs went on meanwhile.
+    let scrape = wait_until(Duration::from_secs(90), "the silent destination counted", || {
+        let scrape = fetch(addr, "/metrics")?;
+        (metric(&scrape, "db_backup_notifications_failed_total")? >= 1.0).then_some(scrape)
+    });
+    assert!(daemon.log().contains("not delivered after 3 attempts: no answer within 10 s"), "{}", daemon.log());
     promtool_check_metrics(&scrape);
     assert!(metric(&scrape, &format!("db_backup_runs_total{{service=\"{svc}\",result=\"success\"}}")).unwrap() >= 1.0);
     assert!(metric(&scrape, &format!("db_backup_archives{{service=\"{svc}\"}}")).unwrap() >= 1.0);
@@ -915,6 +926,7 @@ fn daemon_notifies_a_failing_service_once_then_recovers_and_shows_it_everywhere(
         assert_no_secret(what, text);
     }
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    drop(silent);
     let down = healthcheck(&backups);
     assert_eq!(down.code, 1, "a stopped daemon is unhealthy: {}", down.all());
 }
