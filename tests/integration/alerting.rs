@@ -6,8 +6,6 @@
 //! Tools come from `.ci/run` (Debian `prometheus`, `chromium`; PyPI `aiosmtpd`). A missing tool
 //! fails the test with what to install; nothing is skipped silently.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,6 +20,8 @@ use db_backup::http::{ServiceView, Source, StatusView};
 use db_backup::metrics::{Metrics, RunSample};
 use db_backup::notify::deliver::Policy;
 use db_backup::notify::{AlertState, Notification, Notifier, NotifySettings, Ping, PingUrl, Raised};
+
+use crate::common;
 
 /// Every secret the tests put into URLs: none may appear in any log line or page.
 const SECRETS: &[&str] = &[
@@ -40,17 +40,17 @@ const SECRETS: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Harness: log capture, processes, tools, a local HTTP receiver.
 
-/// Everything db-backup logs in this test binary.
+/// Everything db-backup logs on the runtimes of these tests (see [`runtime`]).
 fn log() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&buffer);
-        let subscriber =
-            tracing_subscriber::fmt().with_ansi(false).with_writer(move || LogWriter(Arc::clone(&writer))).finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buffer
-    })
+    LOG.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+/// A subscriber writing into [`log`]; installed per runtime thread, not process-wide, so the other
+/// test modules of this binary keep their logging.
+fn capture() -> tracing::Dispatch {
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(|| LogWriter(Arc::clone(log()))).finish();
+    tracing::Dispatch::new(subscriber)
 }
 
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
@@ -243,8 +243,14 @@ fn run_finished(n: &Notifier, state: &mut AlertState, ok: bool, minutes: i64) {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    log();
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    let dispatch = capture();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // Each thread of the runtime logs into the capture for its whole life.
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&dispatch)))
+        .build()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,7 +443,7 @@ impl SmtpServer {
         let python = python_with_aiosmtpd();
         let port = free_port();
         let outdir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alerting_support/smtp_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/alerting_smtp.py");
         let mut child = Command::new(python)
             .arg(script)
             .arg(port.to_string())

@@ -1,4 +1,4 @@
-"""A real SMTP server for tests/alerting.rs (aiosmtpd, from PyPI).
+"""A real SMTP server for tests/integration/alerting.rs (aiosmtpd, from PyPI).
 
 usage: smtp_server.py PORT OUTDIR CERT KEY MODE USER PASSWORD
 MODE is starttls (STARTTLS required before AUTH and MAIL) or implicit (TLS from the first byte).
