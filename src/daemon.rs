@@ -361,7 +361,7 @@ async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<b
 /// shutdown began meanwhile.
 async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::Receiver<bool>) -> Option<Ended> {
     let deadline = std::time::Instant::now() + STARTUP_READY_WAIT;
-    let engine = crate::engine::engine_for_spec(spec);
+    let engine = crate::engine::engine_for(spec.engine, spec.credentials());
     let mut delay = Duration::from_millis(500);
     let mut logged = false;
     loop {

@@ -13,12 +13,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
 use crate::config::Settings;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for_spec, Engine, Probe};
+use crate::engine::{engine_for, Engine, Probe};
 use crate::labels::BackupSpec;
 use crate::lock::{LockError, ServiceLock};
-use crate::manifest::{ArchiveKind, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use crate::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
 use crate::shutdown::Shutdown;
 use crate::store::{partial_of, sync_dir, Store};
+use crate::vocab::ArchiveKind;
 
 /// Chunks in flight between the engine's stream and the compressor (each up to a frame).
 const CHANNEL_CHUNKS: usize = 64;
@@ -125,7 +126,7 @@ pub async fn backup_locked(
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let engine = engine_for_spec(spec);
+    let engine = engine_for(spec.engine, spec.credentials());
     let probe = probe(docker, spec, engine.as_ref()).await?;
     let steps = engine
         .dump_steps(&probe, spec.databases.as_deref())
@@ -185,7 +186,7 @@ pub async fn backup_locked(
             databases: steps
                 .iter()
                 .filter_map(|s| match &s.role {
-                    crate::manifest::EntryRole::Database { database } => Some(database.clone()),
+                    crate::vocab::EntryRole::Database { database } => Some(database.clone()),
                     _ => None,
                 })
                 .collect(),
@@ -417,7 +418,7 @@ mod tests {
                 db_backup_version: String::new(),
                 kind: ArchiveKind::Backup,
                 service: "db".into(),
-                engine: crate::engine::EngineKind::Postgres,
+                engine: crate::vocab::EngineKind::Postgres,
                 server_version: String::new(),
                 container: SourceContainer { name: "c".into(), id: "i".into(), image: "m".into() },
                 databases: (0..databases).map(|i| format!("d{i}")).collect(),

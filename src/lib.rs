@@ -44,3 +44,4 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod verify;
+pub mod vocab;

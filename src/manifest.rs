@@ -4,24 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineKind;
+use crate::vocab::{ArchiveKind, EngineKind, EntryRole};
 
 pub use crate::archive::MANIFEST_NAME;
 pub const FORMAT_VERSION: u32 = 1;
-
-/// What an entry holds, which decides how it is restored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum EntryRole {
-    /// Cluster-wide roles and grants (PostgreSQL `pg_dumpall --globals-only`).
-    Globals,
-    /// Users and grants (MySQL/MariaDB).
-    Users,
-    /// One database, created by its own dump.
-    Database { database: String },
-    /// Every database in one tool archive (MongoDB `mongodump --archive`).
-    Cluster,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -30,15 +16,6 @@ pub struct ManifestEntry {
     pub role: EntryRole,
     pub size: u64,
     pub sha256: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchiveKind {
-    /// A regular backup.
-    Backup,
-    /// Taken by `restore` just before it overwrote a database.
-    Safety,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

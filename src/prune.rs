@@ -50,7 +50,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::ServiceName;
+    use crate::vocab::ServiceName;
 
     #[test]
     fn deletes_only_our_old_archives_in_that_service() {

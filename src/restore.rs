@@ -18,15 +18,16 @@ use crate::archive::{for_each_entry, ArchiveError};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for_spec, Engine, EngineKind, Feed, Probe, RestoreStep};
+use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
 use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
 use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
-use crate::labels::{BackupSpec, ContainerRef, ServiceName};
+use crate::labels::{BackupSpec, ContainerRef};
 use crate::lock::{LockError, ServiceLock};
-use crate::manifest::{ArchiveKind, Manifest, MANIFEST_NAME};
+use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::shutdown::Shutdown;
 use crate::store::{ArchiveFile, Store};
 use crate::verify::{verify_archive, VerifyError};
+use crate::vocab::{ArchiveKind, EngineKind, ServiceName};
 
 use archive_arg::archive_name_of;
 pub use outcome::{check_entries_cover, judge, DatabasesAfter};
@@ -112,7 +113,7 @@ pub async fn restore(
         target.container.name
     ));
 
-    let engine = engine_for_spec(&target);
+    let engine = engine_for(target.engine, target.credentials());
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;
     let rollback = match home {
         Some(home) => {

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
-use crate::labels::ServiceName;
 use crate::lock::LOCK_FILE;
-use crate::manifest::ArchiveKind;
 use crate::nofollow;
+use crate::vocab::{ArchiveKind, ServiceName};
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H-%M-%SZ";

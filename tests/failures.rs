@@ -18,11 +18,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use db_backup::archive::{ArchiveWriter, EntryInfo};
-use db_backup::engine::EngineKind;
-use db_backup::manifest::{
-    ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
-};
+use db_backup::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
 use db_backup::verify::verify_archive;
+use db_backup::vocab::{ArchiveKind, EngineKind, EntryRole};
 
 /// Local socket connections need the password (the image trusts them otherwise).
 const SCRAM: &str = "POSTGRES_INITDB_ARGS=--auth-local=scram-sha-256 --auth-host=scram-sha-256";

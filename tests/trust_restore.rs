@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use db_backup::archive::{ArchiveWriter, EntryInfo};
-use db_backup::engine::EngineKind;
-use db_backup::manifest::{
-    ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
-};
+use db_backup::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use db_backup::vocab::{ArchiveKind, EngineKind, EntryRole};
 
 const PG_PW: &str = "POSTGRES_PASSWORD=pg-secret-Tr-4";
 

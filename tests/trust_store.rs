@@ -8,9 +8,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use common::*;
-use db_backup::labels::ServiceName;
 use db_backup::nofollow::LINK_REFUSED;
 use db_backup::store::Store;
+use db_backup::vocab::ServiceName;
 
 /// A directory outside the root holding things a link below the root points at.
 struct Outside {
@@ -204,7 +204,7 @@ fn a_partial_name_taken_by_a_link_is_never_reused() {
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T03:04:05Z").unwrap().to_utc();
     let planted = dir.join("2026-11-25T03-04-05Z.tar.gz.partial");
     symlink(outside.path().join("dangling"), &planted).unwrap();
-    let chosen = Store::new_archive_path(&dir, db_backup::manifest::ArchiveKind::Backup, at);
+    let chosen = Store::new_archive_path(&dir, db_backup::vocab::ArchiveKind::Backup, at);
     assert!(chosen.ends_with("2026-11-25T03-04-05Z-2.tar.gz"), "{}", chosen.display());
     assert!(!outside.path().join("dangling").exists());
 }

@@ -4,7 +4,7 @@ use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::{confirm_running, validate};
 use crate::docker::Docker;
-use crate::engine::engine_for_spec;
+use crate::engine::engine_for;
 use crate::job::probe;
 use crate::labels::BackupSpec;
 
@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
 }
 
 async fn probe_spec(docker: &Docker, spec: &BackupSpec) -> ProbeResult {
-    let engine = engine_for_spec(spec);
+    let engine = engine_for(spec.engine, spec.credentials());
     match probe(docker, spec, engine.as_ref()).await {
         Ok(p) => ProbeResult { ok: true, server_version: Some(p.server_version), databases: p.databases, error: None },
         Err(e) => ProbeResult { ok: false, server_version: None, databases: Vec::new(), error: Some(e.to_string()) },

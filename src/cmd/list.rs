@@ -6,9 +6,8 @@ use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::job::human_bytes;
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
 use crate::store::{ArchiveFile, Store};
+use crate::vocab::{ArchiveKind, ServiceName};
 
 #[derive(Debug, Serialize)]
 struct ServiceListing {

@@ -6,11 +6,11 @@ use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
-use crate::labels::ServiceName;
 use crate::lock::ServiceLock;
 use crate::prune::apply;
 use crate::retention::KeepPolicy;
 use crate::store::Store;
+use crate::vocab::ServiceName;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {

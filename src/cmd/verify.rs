@@ -4,10 +4,9 @@ use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::help::plural;
 use crate::job::human_bytes;
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
 use crate::store::{ArchiveFile, Store};
 use crate::verify::{record_of, save_records, verify_archive, VERIFY_RECORD};
+use crate::vocab::{ArchiveKind, ServiceName};
 
 /// What to verify and how to report it.
 #[derive(Debug, Clone, Copy, Default)]
