@@ -14,6 +14,7 @@ use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
 use crate::config::Settings;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, Engine, Probe};
+use crate::exit::Exit;
 use crate::labels::BackupSpec;
 use crate::lock::{LockError, ServiceLock};
 use crate::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
@@ -50,6 +51,14 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// A service held by another run is busy; everything else is a failed backup.
+    pub fn exit(&self) -> Exit {
+        match self {
+            BackupError::Busy(lock) => lock.exit(),
+            _ => Exit::Failed,
+        }
+    }
+
     fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
         let context = context.into();
         move |source| BackupError::Io { context, source }

@@ -95,6 +95,8 @@ pub struct LabelError {
     pub container: String,
     pub label: String,
     pub message: String,
+    /// The service name is also claimed by another container (not a fault of this one's labels).
+    pub duplicate_service: bool,
 }
 
 /// True when the container carries any label under our prefix (so `check` looks at it).
@@ -113,6 +115,7 @@ pub fn parse(
         container: container.name.clone(),
         label: label.to_string(),
         message,
+        duplicate_service: false,
     };
     let mut ours: BTreeMap<&str, &str> =
         labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|key| (key, v.as_str()))).collect();
@@ -310,6 +313,7 @@ pub fn reject_duplicate_services(specs: Vec<BackupSpec>) -> (Vec<BackupSpec>, Ve
                      all of them are refused until each has its own {PREFIX}service",
                     names.join(", ")
                 ),
+                duplicate_service: true,
             });
         }
     }
@@ -490,6 +494,18 @@ mod tests {
         for e in &errors {
             assert!(e.message.contains("(a, b)"), "{e}");
         }
+    }
+
+    /// `check` leaves stopped duplicates out by this flag, never by the message's wording.
+    #[test]
+    fn duplicate_service_errors_are_marked_and_label_errors_are_not() {
+        let l = labels(&[("db-backup.type", "postgres"), ("db-backup.service", "db")]);
+        let a = parse(&container("a"), &l, &defaults()).unwrap();
+        let b = parse(&container("b"), &l, &defaults()).unwrap();
+        let (_, errors) = reject_duplicate_services(vec![a, b]);
+        assert!(errors.iter().all(|e| e.duplicate_service), "{errors:?}");
+        let bad = parse(&container("c"), &labels(&[("db-backup.type", "oracle")]), &defaults()).unwrap_err();
+        assert!(bad.iter().all(|e| !e.duplicate_service), "{bad:?}");
     }
 
     #[test]

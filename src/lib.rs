@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod docker;
 pub mod engine;
+pub mod exit;
 pub mod gzip;
 pub mod help;
 pub mod job;

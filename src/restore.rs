@@ -20,6 +20,7 @@ use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
 use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
+use crate::exit::Exit;
 use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
 use crate::labels::{BackupSpec, ContainerRef};
 use crate::lock::{LockError, ServiceLock};
@@ -68,6 +69,17 @@ pub enum RestoreError {
     /// SIGTERM/SIGINT: the tool in the container was killed; `state` says what the target holds.
     #[error("restore interrupted by a signal: {state}{rollback}")]
     Interrupted { state: String, rollback: String },
+}
+
+impl RestoreError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RestoreError::Usage(_) => Exit::Usage,
+            RestoreError::Busy(_) => Exit::Busy,
+            RestoreError::Interrupted { .. } => Exit::Interrupted,
+            _ => Exit::Failed,
+        }
+    }
 }
 
 /// Runs a restore, narrating each step as it happens and recording what happened in `report`.

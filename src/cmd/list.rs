@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
+use crate::exit::Exit;
 use crate::job::human_bytes;
 use crate::store::{ArchiveFile, Store};
 use crate::vocab::{ArchiveKind, ServiceName};
@@ -22,7 +23,7 @@ struct ServiceListing {
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
 /// A directory without archives (what a failed first backup used to leave) is not a service.
-pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     let mut services: BTreeMap<String, ServiceListing> = BTreeMap::new();
     match Docker::connect(settings.scope.as_ref()).await {
@@ -65,16 +66,16 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
                 "error: no service '{only}' (no labeled container and no archives under {})",
                 store.root().display()
             );
-            return Ok(crate::cmd::EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     }
-    let mut code = 0;
+    let mut code = Exit::Ok;
     for listing in services.values_mut() {
         match store.archives(&listing.service) {
             Ok(archives) => listing.archives = archives,
             Err(e) => {
                 eprintln!("error: service {}: {e}", listing.service);
-                code = crate::cmd::EXIT_FAILED;
+                code = Exit::Failed;
             }
         }
         listing.verification = crate::verify::load_records(&store.root().join(&listing.service));

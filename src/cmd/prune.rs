@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
+use crate::exit::Exit;
 use crate::lock::ServiceLock;
 use crate::prune::apply;
 use crate::retention::KeepPolicy;
@@ -43,7 +43,7 @@ struct Kept {
 
 /// Applies retention now (or shows what it would do with `--dry-run`), naming for every archive
 /// the tiers that keep it.
-pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     // Policies come from the labels of running containers; a directory without one uses DB_BACKUP_KEEP.
     let mut policies: BTreeMap<String, Option<KeepPolicy>> = BTreeMap::new();
@@ -64,10 +64,10 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
         policies.retain(|s, _| s == only.as_str());
         if policies.is_empty() {
             eprintln!("error: no service '{only}' under {} and no labeled container", store.root().display());
-            return Ok(EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     }
-    let mut code = 0;
+    let mut code = Exit::Ok;
     let mut results = Vec::new();
     for (service, policy) in policies {
         let (result, service_code) = prune_one(&store, &service, policy, settings, options);
@@ -90,27 +90,27 @@ fn prune_one(
     policy: Option<KeepPolicy>,
     settings: &Settings,
     options: Options,
-) -> (Pruned, i32) {
+) -> (Pruned, Exit) {
     let mut out = Pruned {
         service: service.to_string(),
         policy: policy.map(|p| p.to_string()),
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let Some(policy) = policy else { return (out, 0) };
+    let Some(policy) = policy else { return (out, Exit::Ok) };
     let dir = match store.existing_service_dir(service) {
         Ok(Some(dir)) => dir,
         // A labeled service that has never been backed up: nothing to prune.
-        Ok(None) => return (out, 0),
+        Ok(None) => return (out, Exit::Ok),
         Err(e) => {
             out.error = Some(e.to_string());
-            return (out, EXIT_FAILED);
+            return (out, Exit::Failed);
         }
     };
     let _lock = match ServiceLock::try_acquire(&dir, service) {
         Ok(l) => l,
         Err(e) => {
-            let code = if matches!(e, crate::lock::LockError::Busy { .. }) { EXIT_BUSY } else { EXIT_FAILED };
+            let code = e.exit();
             out.error = Some(e.to_string());
             return (out, code);
         }
@@ -125,11 +125,11 @@ fn prune_one(
                     out.deleted.push(d.name);
                 }
             }
-            (out, 0)
+            (out, Exit::Ok)
         }
         Err(e) => {
             out.error = Some(e.to_string());
-            (out, EXIT_FAILED)
+            (out, Exit::Failed)
         }
     }
 }

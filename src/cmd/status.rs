@@ -2,8 +2,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::cmd::{EXIT_DAEMON_DOWN, EXIT_FAILED};
 use crate::config::Settings;
+use crate::exit::Exit;
 use crate::job::human_bytes;
 use crate::status::journal::{self, ManualRun};
 use crate::status::{self, DaemonStatus, ServiceStatus};
@@ -34,11 +34,11 @@ enum Health {
 }
 
 impl Health {
-    fn exit_code(self) -> i32 {
+    fn exit(self) -> Exit {
         match self {
-            Health::Ok => 0,
-            Health::LastRunFailed => EXIT_FAILED,
-            Health::DaemonDown => EXIT_DAEMON_DOWN,
+            Health::Ok => Exit::Ok,
+            Health::LastRunFailed => Exit::Failed,
+            Health::DaemonDown => Exit::DaemonDown,
         }
     }
 }
@@ -46,12 +46,12 @@ impl Health {
 /// What the daemon wrote last: every service with its schedule, next run and last result, and
 /// the newest manual runs. Exit 0 all good, 1 a service's last run failed or a container is
 /// refused, 3 the daemon is not running (or its status is stale, or it cannot reach the engine).
-pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<Exit> {
     let status = match status::read(&settings.root) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(EXIT_DAEMON_DOWN);
+            return Ok(Exit::DaemonDown);
         }
     };
     let now = Utc::now();
@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     if json {
         let report = Report { daemon: &status, manual_runs, health, health_detail };
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(health.exit_code());
+        return Ok(health.exit());
     }
     let zone = settings.zone;
     let updated =
@@ -89,7 +89,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     if let Some(detail) = &health_detail {
         println!("{}: {detail}", if health == Health::DaemonDown { "DAEMON DOWN" } else { "ATTENTION" });
     }
-    Ok(health.exit_code())
+    Ok(health.exit())
 }
 
 fn print_service(s: &ServiceStatus, zone: Tz, now: DateTime<Utc>) {

@@ -1,7 +1,7 @@
 use serde::Serialize;
 
-use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
+use crate::exit::Exit;
 use crate::help::plural;
 use crate::job::human_bytes;
 use crate::store::{ArchiveFile, Store};
@@ -36,7 +36,7 @@ struct Report {
 }
 
 /// Reads archives whole and checks them against their manifests: the newest by default.
-pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_>) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_>) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     let archives = store.archives(service.as_str())?;
     if archives.is_empty() {
@@ -44,13 +44,13 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
             "error: service '{service}' has no archives under {}; see `db-backup list`",
             store.root().join(service.as_str()).display()
         );
-        return Ok(EXIT_USAGE);
+        return Ok(Exit::Usage);
     }
     let chosen = match choose(&store, service, &archives, options) {
         Ok(chosen) => chosen,
         Err(message) => {
             eprintln!("error: {message}");
-            return Ok(EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     };
     let mut report = Report { service: service.to_string(), archives: Vec::new(), ok: 0, failed: 0 };
@@ -96,7 +96,7 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
     } else {
         println!("{}", summary(report.ok, report.failed));
     }
-    Ok(if report.failed == 0 { 0 } else { EXIT_FAILED })
+    Ok(if report.failed == 0 { Exit::Ok } else { Exit::Failed })
 }
 
 /// The archives `options` select; an unknown or outside archive is a usage error.
