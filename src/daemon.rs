@@ -21,14 +21,11 @@ use crate::discovery::{discover, Discovered};
 use crate::docker::Docker;
 use crate::job::{backup, BackupError};
 use crate::labels::BackupSpec;
-use crate::scheduler::next_run;
+use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
 use crate::store::{Store, PARTIAL_SUFFIX};
 
-/// Longest single sleep: schedules are re-evaluated at least this often, so a wall-clock change
-/// (NTP step, suspended host) never leaves a service waiting on a stale instant.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MIB: f64 = 1024.0 * 1024.0;
 /// A container seen starting is usually still initialising its database: the start-up backup
@@ -342,16 +339,10 @@ async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<b
             return Ended::Shutdown;
         };
         ctx.update_service(task, |s| s.next_run = Some(next));
-        loop {
-            let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            if left.is_zero() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
-                _ = cancelled.changed() => return Ended::Cancelled,
-                _ = ctx.shutdown.draining() => return Ended::Shutdown,
-            }
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = cancelled.changed() => return Ended::Cancelled,
+            _ = ctx.shutdown.draining() => return Ended::Shutdown,
         }
         run_once(ctx, task).await;
     }

@@ -40,7 +40,6 @@ pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
-pub mod scheduler;
 pub mod shutdown;
 pub mod status;
 pub mod store;
