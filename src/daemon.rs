@@ -24,7 +24,7 @@ use crate::labels::BackupSpec;
 use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
-use crate::store::{Store, PARTIAL_SUFFIX};
+use crate::store::Store;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MIB: f64 = 1024.0 * 1024.0;
@@ -495,25 +495,6 @@ fn epoch_seconds(t: DateTime<Utc>) -> String {
 fn remove_stale_partials(store: &Store) {
     let Ok(services) = store.services() else { return };
     for service in services {
-        let dir = store.root().join(&service);
-        let lock = match crate::lock::ServiceLock::try_acquire(&dir, &service) {
-            Ok(lock) => lock,
-            Err(_) => continue,
-        };
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(archive) = name.strip_suffix(PARTIAL_SUFFIX) {
-                if crate::store::parse_archive_name(archive).is_some() {
-                    match std::fs::remove_file(entry.path()) {
-                        Ok(()) => {
-                            tracing::warn!("removed {}, left unfinished by an earlier run", entry.path().display())
-                        }
-                        Err(e) => tracing::error!("cannot remove stale {}: {e}", entry.path().display()),
-                    }
-                }
-            }
-        }
-        drop(lock);
+        store.service(&service).sweep_stale_partials();
     }
 }

@@ -16,10 +16,11 @@ use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, Engine, Probe};
 use crate::exit::Exit;
 use crate::labels::BackupSpec;
-use crate::lock::{LockError, ServiceLock};
 use crate::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
 use crate::shutdown::Shutdown;
-use crate::store::{partial_of, sync_dir, Store};
+use crate::store::lock::LockError;
+use crate::store::records::VerifyRecord;
+use crate::store::Store;
 use crate::vocab::ArchiveKind;
 
 /// Chunks in flight between the engine's stream and the compressor (each up to a frame).
@@ -104,14 +105,14 @@ pub async fn backup(
     settings: &Settings,
     shutdown: &Shutdown,
 ) -> Result<BackupOutcome, BackupError> {
-    let dir = store
-        .service_dir(&spec.service)
+    let dir = store.service(&spec.service);
+    dir.create()
         .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
-    let _lock = ServiceLock::try_acquire(&dir, spec.service.as_str())?;
+    let _lock = dir.lock()?;
     let outcome = backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, shutdown).await?;
     // Retention only ever follows a good backup, in this service's directory, under its lock.
     if let Some(policy) = &spec.keep {
-        match crate::prune::apply(store, spec.service.as_str(), policy, settings.zone, false) {
+        match crate::prune::apply(&dir, policy, settings.zone, false) {
             Ok(report) => {
                 for deleted in report.deleted() {
                     tracing::info!(service = %spec.service, archive = %deleted, "deleted by retention ({policy})");
@@ -141,10 +142,11 @@ pub async fn backup_locked(
         .dump_steps(&probe, spec.databases.as_deref())
         .map_err(|message| BackupError::Plan { container: spec.container.name.clone(), message })?;
 
-    let dir = store.service_dir(&spec.service).map_err(BackupError::io("creating the service directory"))?;
-    let archive = Store::new_archive_path(&dir, kind, started_at);
-    let partial = partial_of(&archive);
-    let writer = ArchiveWriter::create_with_encoder(&partial, level, crate::gzip::PARALLEL_GZIP)?;
+    let dir = store.service(&spec.service);
+    dir.create().map_err(BackupError::io("creating the service directory"))?;
+    // Deleted when dropped, on every path that does not publish it.
+    let partial = dir.new_partial(kind, started_at);
+    let writer = ArchiveWriter::create_with_encoder(partial.path(), level, crate::gzip::PARALLEL_GZIP)?;
     let mut sink = ArchiveSink::start(writer);
     let work = async {
         let mut entries = Vec::new();
@@ -214,29 +216,17 @@ pub async fn backup_locked(
 
     // Read back from disk and proven whole before it gets an archive name.
     let result = match result {
-        Ok(done) => verify_written(&partial).await.map(|()| done),
+        Ok(done) => verify_written(partial.path()).await.map(|()| done),
         Err(e) => Err(e),
     };
-    match result {
-        Ok((manifest, bytes_in, bytes_out)) => {
-            std::fs::rename(&partial, &archive).map_err(BackupError::io(format!("renaming {}", partial.display())))?;
-            sync_dir(&dir).map_err(BackupError::io(format!("syncing {}", dir.display())))?;
-            let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let record = crate::verify::VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
-            if let Err(e) = crate::verify::save_records(&dir, &[(name, record)]) {
-                tracing::warn!("cannot record the verification of {}: {e}", archive.display());
-            }
-            Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
-        }
-        Err(e) => {
-            if let Err(rm) = std::fs::remove_file(&partial) {
-                if rm.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("could not remove {}: {rm}", partial.display());
-                }
-            }
-            Err(e)
-        }
+    let (manifest, bytes_in, bytes_out) = result?;
+    let archive = partial.publish().map_err(|e| BackupError::Io { context: e.context, source: e.source })?;
+    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let record = VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
+    if let Err(e) = dir.save_verify_records(&[(name, record)]) {
+        tracing::warn!("cannot record the verification of {}: {e}", archive.display());
     }
+    Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
 }
 
 async fn verify_written(partial: &std::path::Path) -> Result<(), BackupError> {

@@ -32,7 +32,6 @@ pub mod gzip;
 pub mod help;
 pub mod job;
 pub mod labels;
-pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod nofollow;

@@ -23,9 +23,9 @@ use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
 use crate::exit::Exit;
 use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
 use crate::labels::{BackupSpec, ContainerRef};
-use crate::lock::{LockError, ServiceLock};
 use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::shutdown::Shutdown;
+use crate::store::lock::{LockError, ServiceLock};
 use crate::store::{ArchiveFile, Store};
 use crate::verify::{verify_archive, VerifyError};
 use crate::vocab::{ArchiveKind, EngineKind, ServiceName};
@@ -202,10 +202,9 @@ fn lock_services(
 ) -> Result<Vec<ServiceLock>, RestoreError> {
     let mut locks = Vec::new();
     for name in std::iter::once(service).chain(home.filter(|h| *h != service)) {
-        let dir = store.service_dir(name).map_err(|e| {
-            RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(name.as_str()).display()))
-        })?;
-        locks.push(ServiceLock::try_acquire(&dir, name.as_str()).map_err(|e| match e {
+        let dir = store.service(name);
+        dir.create().map_err(|e| RestoreError::Refused(format!("cannot open {}: {e}", dir.path().display())))?;
+        locks.push(dir.lock().map_err(|e| match e {
             LockError::Busy { .. } => RestoreError::Busy(e.to_string()),
             other => RestoreError::Refused(other.to_string()),
         })?);
@@ -282,15 +281,15 @@ async fn choose_archive(
     report: &mut RestoreReport,
     shutdown: &Shutdown,
 ) -> Result<(PathBuf, Manifest), RestoreError> {
-    let service_dir = store.root().join(service.as_str());
-    let archives = store
-        .archives(service.as_str())
-        .map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
+    let dir = store.service(service);
+    let service_dir = dir.path();
+    let archives =
+        dir.archives().map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
     if archives.is_empty() {
         return Err(RestoreError::Usage(format!("service {service} has no archives under {}", service_dir.display())));
     }
     if let Some(arg) = named {
-        let name = archive_name_of(arg, &service_dir, service.as_str()).map_err(RestoreError::Usage)?;
+        let name = archive_name_of(arg, service_dir, service.as_str()).map_err(RestoreError::Usage)?;
         let Some(found) = archives.iter().find(|a| a.name == name) else {
             return Err(RestoreError::Usage(format!(
                 "--archive: no archive {name} for service {service}; it has: {}",

@@ -78,7 +78,7 @@ fn a_service_directory_that_is_a_link_is_never_chmodded_pruned_verified_or_liste
     let list_one = backups.run(&["list", "linked"]);
     assert!(refused_link(&list_one.stderr, &link), "{}", list_one.all());
 
-    let err = Store::new(backups.root()).service_dir(&ServiceName::parse("linked").unwrap()).unwrap_err();
+    let err = Store::new(backups.root()).service(&ServiceName::parse("linked").unwrap()).create().unwrap_err();
     assert!(refused_link(&err.to_string(), &link), "{err}");
     assert_eq!(outside.snapshot(), before, "something outside the root changed");
 }
@@ -200,7 +200,7 @@ fn a_partial_name_taken_by_a_link_is_never_reused() {
     let root = tempfile::tempdir().unwrap();
     let outside = Outside::new();
     let store = Store::new(root.path());
-    let dir = store.service_dir(&ServiceName::parse("db").unwrap()).unwrap();
+    let dir = store.service(&ServiceName::parse("db").unwrap()).create().unwrap();
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T03:04:05Z").unwrap().to_utc();
     let planted = dir.join("2026-11-25T03-04-05Z.tar.gz.partial");
     symlink(outside.path().join("dangling"), &planted).unwrap();

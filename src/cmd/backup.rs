@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Resu
         }
         Err(e) if e.exit() == Exit::Busy => Err((Exit::Busy, e.to_string())),
         Err(e) => {
-            Store::new(&settings.root).remove_if_unused(&spec.service);
+            Store::new(&settings.root).service(&spec.service).remove_if_unused();
             Err((e.exit(), format!("backup of service {service} failed, no archive written: {e}")))
         }
     };

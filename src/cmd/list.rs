@@ -18,7 +18,7 @@ struct ServiceListing {
     schedule: Option<String>,
     archives: Vec<ArchiveFile>,
     /// Last verification result per archive name (see `db-backup verify`).
-    verification: BTreeMap<String, crate::verify::VerifyRecord>,
+    verification: BTreeMap<String, crate::store::records::VerifyRecord>,
 }
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
@@ -44,8 +44,9 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
         }
         Err(e) => eprintln!("warning: {e}; listing archives on disk only"),
     }
-    for name in store.services()? {
-        if !services.contains_key(&name) && store.archives(&name).map_or(true, |a| a.is_empty()) {
+    for service in store.services()? {
+        let name = service.to_string();
+        if !services.contains_key(&name) && store.service(&service).archives().map_or(true, |a| a.is_empty()) {
             continue;
         }
         services.entry(name.clone()).or_insert(ServiceListing {
@@ -59,7 +60,7 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
     }
     if let Some(only) = only {
         // A link named like the service is reported as such rather than as an unknown service.
-        store.existing_service_dir(only.as_str())?;
+        store.service(only).exists()?;
         services.retain(|name, _| name == only.as_str());
         if services.is_empty() {
             eprintln!(
@@ -71,14 +72,16 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
     }
     let mut code = Exit::Ok;
     for listing in services.values_mut() {
-        match store.archives(&listing.service) {
+        // Every listed name is a valid service name: from a label, or parsed from the disk.
+        let dir = store.service(&ServiceName::parse(&listing.service).map_err(anyhow::Error::msg)?);
+        match dir.archives() {
             Ok(archives) => listing.archives = archives,
             Err(e) => {
                 eprintln!("error: service {}: {e}", listing.service);
                 code = Exit::Failed;
             }
         }
-        listing.verification = crate::verify::load_records(&store.root().join(&listing.service));
+        listing.verification = dir.verify_records();
     }
     if services.is_empty() && !json {
         println!("no services found: no labeled container and no archives under {}", store.root().display());

@@ -6,10 +6,9 @@ use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::exit::Exit;
-use crate::lock::ServiceLock;
 use crate::prune::apply;
 use crate::retention::KeepPolicy;
-use crate::store::Store;
+use crate::store::{ServiceDir, Store};
 use crate::vocab::ServiceName;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,11 +45,11 @@ struct Kept {
 pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     // Policies come from the labels of running containers; a directory without one uses DB_BACKUP_KEEP.
-    let mut policies: BTreeMap<String, Option<KeepPolicy>> = BTreeMap::new();
+    let mut policies: BTreeMap<ServiceName, Option<KeepPolicy>> = BTreeMap::new();
     match Docker::connect(settings.scope.as_ref()).await {
         Ok(docker) => {
             for spec in discover(&docker, &settings.defaults).await?.specs {
-                policies.insert(spec.service.to_string(), spec.keep);
+                policies.insert(spec.service, spec.keep);
             }
         }
         Err(e) => eprintln!("warning: {e}; using DB_BACKUP_KEEP for every service"),
@@ -60,8 +59,8 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
     }
     if let Some(only) = only {
         // A link named like the service is reported as such rather than as an unknown service.
-        store.existing_service_dir(only.as_str())?;
-        policies.retain(|s, _| s == only.as_str());
+        store.service(only).exists()?;
+        policies.retain(|s, _| s == only);
         if policies.is_empty() {
             eprintln!("error: no service '{only}' under {} and no labeled container", store.root().display());
             return Ok(Exit::Usage);
@@ -70,7 +69,7 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
     let mut code = Exit::Ok;
     let mut results = Vec::new();
     for (service, policy) in policies {
-        let (result, service_code) = prune_one(&store, &service, policy, settings, options);
+        let (result, service_code) = prune_one(&store.service(&service), policy, settings, options);
         code = code.max(service_code);
         if !options.json {
             print_text(&result);
@@ -84,30 +83,24 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
 }
 
 /// Prunes one service under its lock; returns what happened and the exit code it calls for.
-fn prune_one(
-    store: &Store,
-    service: &str,
-    policy: Option<KeepPolicy>,
-    settings: &Settings,
-    options: Options,
-) -> (Pruned, Exit) {
+fn prune_one(dir: &ServiceDir, policy: Option<KeepPolicy>, settings: &Settings, options: Options) -> (Pruned, Exit) {
     let mut out = Pruned {
-        service: service.to_string(),
+        service: dir.name().to_string(),
         policy: policy.map(|p| p.to_string()),
         dry_run: options.dry_run,
         ..Default::default()
     };
     let Some(policy) = policy else { return (out, Exit::Ok) };
-    let dir = match store.existing_service_dir(service) {
-        Ok(Some(dir)) => dir,
+    match dir.exists() {
+        Ok(true) => {}
         // A labeled service that has never been backed up: nothing to prune.
-        Ok(None) => return (out, Exit::Ok),
+        Ok(false) => return (out, Exit::Ok),
         Err(e) => {
             out.error = Some(e.to_string());
             return (out, Exit::Failed);
         }
     };
-    let _lock = match ServiceLock::try_acquire(&dir, service) {
+    let _lock = match dir.lock() {
         Ok(l) => l,
         Err(e) => {
             let code = e.exit();
@@ -115,7 +108,7 @@ fn prune_one(
             return (out, code);
         }
     };
-    match apply(store, service, &policy, settings.zone, options.dry_run) {
+    match apply(dir, &policy, settings.zone, options.dry_run) {
         Ok(report) => {
             for d in report.decisions {
                 out.newest_first.push((d.name.clone(), d.keep));
