@@ -16,10 +16,10 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::backup::{backup, BackupError};
 use crate::config::Settings;
 use crate::discovery::{discover, Discovered};
 use crate::docker::Docker;
-use crate::job::{backup, BackupError};
 use crate::labels::BackupSpec;
 use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
@@ -356,7 +356,7 @@ async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::R
     let mut delay = Duration::from_millis(500);
     let mut logged = false;
     loop {
-        match crate::job::probe(&ctx.docker, spec, engine.as_ref()).await {
+        match crate::backup::probe(&ctx.docker, spec, engine.as_ref()).await {
             Ok(_) => return None,
             Err(e) if std::time::Instant::now() >= deadline => {
                 tracing::warn!(service = %spec.service, "server still not answering after {}s ({e}); backing up anyway", STARTUP_READY_WAIT.as_secs());
@@ -413,7 +413,7 @@ async fn run_once(ctx: &Ctx, task: &Owned) {
     });
 }
 
-fn record_of(started_at: DateTime<Utc>, result: &Result<crate::job::BackupOutcome, BackupError>) -> RunRecord {
+fn record_of(started_at: DateTime<Utc>, result: &Result<crate::backup::BackupOutcome, BackupError>) -> RunRecord {
     let finished_at = Utc::now();
     match result {
         Ok(o) => RunRecord {

@@ -20,6 +20,7 @@
 //!   the CLI's reference text (environment variables, labels).
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -30,11 +31,11 @@ pub mod engine;
 pub mod exit;
 pub mod gzip;
 pub mod help;
-pub mod job;
 pub mod labels;
 pub mod logging;
 pub mod manifest;
 pub mod nofollow;
+pub mod output;
 pub mod prune;
 pub mod restore;
 pub mod retention;

@@ -15,15 +15,16 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::archive::{for_each_entry, ArchiveError};
+use crate::backup::{backup_locked, probe_container, BackupError};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
 use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
 use crate::exit::Exit;
-use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
 use crate::labels::{BackupSpec, ContainerRef};
 use crate::manifest::{Manifest, MANIFEST_NAME};
+use crate::output::quote_stderr;
 use crate::shutdown::Shutdown;
 use crate::store::lock::{LockError, ServiceLock};
 use crate::store::{ArchiveFile, Store};

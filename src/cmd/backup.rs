@@ -1,11 +1,11 @@
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::backup::{backup, BackupOutcome};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::exit::Exit;
-use crate::job::{backup, BackupOutcome};
 use crate::status::journal::record_manual;
 use crate::store::Store;
 

@@ -1,11 +1,11 @@
 use serde::Serialize;
 
+use crate::backup::probe;
 use crate::config::Settings;
 use crate::discovery::{confirm_running, validate};
 use crate::docker::Docker;
 use crate::engine::engine_for;
 use crate::exit::Exit;
-use crate::job::probe;
 use crate::labels::BackupSpec;
 
 /// Everything `check --json` prints.

@@ -6,7 +6,7 @@ use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::exit::Exit;
-use crate::job::human_bytes;
+use crate::output::human_bytes;
 use crate::store::{ArchiveFile, Store};
 use crate::vocab::{ArchiveKind, ServiceName};
 

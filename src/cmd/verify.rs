@@ -3,7 +3,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::help::plural;
-use crate::job::human_bytes;
+use crate::output::human_bytes;
 use crate::store::{ArchiveFile, ServiceDir, Store};
 use crate::verify::{record_of, verify_archive};
 use crate::vocab::{ArchiveKind, ServiceName};

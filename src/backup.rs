@@ -17,6 +17,7 @@ use crate::engine::{engine_for, Engine, Probe};
 use crate::exit::Exit;
 use crate::labels::BackupSpec;
 use crate::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use crate::output::{human_bytes, quote_stderr};
 use crate::shutdown::Shutdown;
 use crate::store::lock::LockError;
 use crate::store::records::VerifyRecord;
@@ -261,32 +262,6 @@ pub async fn probe_container(
     engine.parse_probe(&stdout).map_err(failed)
 }
 
-/// The tool's own last words, bounded; empty output said so.
-pub fn quote_stderr(text: &str) -> String {
-    let text = text.trim();
-    if text.is_empty() {
-        return "(no error output)".into();
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(8);
-    lines[start..].join(" | ")
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// The archive writer on a blocking thread, fed through bounded channels so that reading the
 /// engine's stream never waits on disk or compression for long.
 struct ArchiveSink {
@@ -398,14 +373,6 @@ fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCom
 mod tests {
     use super::*;
 
-    #[test]
-    fn stderr_is_quoted_briefly() {
-        assert_eq!(quote_stderr("  "), "(no error output)");
-        let long: String = (0..20).map(|i| format!("line {i}\n")).collect();
-        let q = quote_stderr(&long);
-        assert!(q.starts_with("line 12 | ") && q.ends_with("line 19"), "{q}");
-    }
-
     fn outcome(databases: usize, bytes_in: u64) -> BackupOutcome {
         BackupOutcome {
             archive: PathBuf::from("/backup/db/a.tar.gz"),
@@ -434,12 +401,5 @@ mod tests {
         assert!(one.contains("(1 database, 4.0 MiB dumped, 1.0 MiB compressed, 2.0s, 2.0 MiB/s)"), "{one}");
         let two = outcome(2, 4 * 1024 * 1024).summary();
         assert!(two.contains("(2 databases,") && !two.contains("MB/s"), "{two}");
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }
