@@ -13,15 +13,15 @@ use tokio::sync::{mpsc, oneshot};
 use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
 use crate::config::Settings;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for, Engine, Probe};
+use crate::engine::{engine_for, DumpStep, Engine, Probe};
 use crate::exit::Exit;
 use crate::labels::BackupSpec;
-use crate::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use crate::manifest::{Manifest, ManifestEntry, SourceContainer, MANIFEST_NAME};
 use crate::output::{human_bytes, quote_stderr};
 use crate::shutdown::Shutdown;
 use crate::store::lock::LockError;
 use crate::store::records::VerifyRecord;
-use crate::store::Store;
+use crate::store::{Partial, ServiceDir, Store};
 use crate::vocab::ArchiveKind;
 
 /// Chunks in flight between the engine's stream and the compressor (each up to a frame).
@@ -125,7 +125,8 @@ pub async fn backup(
     Ok(outcome)
 }
 
-/// Backs up with the service's lock already held by the caller (restore takes a safety backup).
+/// Backs up with the service's lock already held by the caller (restore takes a safety backup):
+/// plan → dump each entry → manifest → verify what was written → publish.
 /// When `shutdown` reaches abort, the dump is stopped and the partial file removed.
 pub async fn backup_locked(
     docker: &Docker,
@@ -138,96 +139,115 @@ pub async fn backup_locked(
     let started = Instant::now();
     let started_at = Utc::now();
     let engine = engine_for(spec.engine, spec.credentials());
-    let probe = probe(docker, spec, engine.as_ref()).await?;
-    let steps = engine
-        .dump_steps(&probe, spec.databases.as_deref())
-        .map_err(|message| BackupError::Plan { container: spec.container.name.clone(), message })?;
-
+    let (probe, steps) = plan(docker, spec, engine.as_ref()).await?;
     let dir = store.service(&spec.service);
     dir.create().map_err(BackupError::io("creating the service directory"))?;
     // Deleted when dropped, on every path that does not publish it.
     let partial = dir.new_partial(kind, started_at);
     let writer = ArchiveWriter::create_with_encoder(partial.path(), level, crate::gzip::PARALLEL_GZIP)?;
     let mut sink = ArchiveSink::start(writer);
-    let work = async {
-        let mut entries = Vec::new();
-        let mut bytes_in = 0;
-        for step in &steps {
-            tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
-            let (status, info, tail) = sink
-                .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
-                .await?;
-            let status = status?;
-            if status.exit_code != 0 {
-                return Err(BackupError::DumpFailed {
-                    container: spec.container.name.clone(),
-                    entry: step.entry.clone(),
-                    code: status.exit_code,
-                    stderr: quote_stderr(&status.stderr.text()),
-                });
-            }
-            engine.check_complete(&step.role, &tail).map_err(|why| BackupError::Incomplete {
-                container: spec.container.name.clone(),
-                entry: step.entry.clone(),
-                why,
-                stderr: match status.stderr.text() {
-                    s if s.is_empty() => String::new(),
-                    s => format!("; the tool said: {}", quote_stderr(&s)),
-                },
-            })?;
-            bytes_in += info.size;
-            entries.push(ManifestEntry {
-                name: info.name,
-                role: step.role.clone(),
-                size: info.size,
-                sha256: info.sha256,
-            });
-        }
-        let manifest = Manifest {
-            format: FORMAT_VERSION,
-            db_backup_version: env!("CARGO_PKG_VERSION").to_string(),
-            kind,
-            service: spec.service.to_string(),
-            engine: spec.engine,
-            server_version: probe.server_version.clone(),
-            container: SourceContainer {
-                name: spec.container.name.clone(),
-                id: spec.container.id.clone(),
-                image: spec.container.image.clone(),
-            },
-            databases: steps
-                .iter()
-                .filter_map(|s| match &s.role {
-                    crate::vocab::EntryRole::Database { database } => Some(database.clone()),
-                    _ => None,
-                })
-                .collect(),
-            started_at,
-            finished_at: Utc::now(),
-            entries,
-        };
-        let bytes_out = sink.finish(manifest.to_json()).await?;
-        Ok((manifest, bytes_in, bytes_out))
+    let (entries, bytes_in) =
+        dump_entries(docker, spec, engine.as_ref(), &steps, &mut sink, shutdown).await.map_err(aborted)?;
+    let container = SourceContainer {
+        name: spec.container.name.clone(),
+        id: spec.container.id.clone(),
+        image: spec.container.image.clone(),
     };
-    // On abort the exec layer kills the dump and returns `Aborted`; cleanup below runs either way.
-    let result = work.await.map_err(|e| match e {
+    let manifest = Manifest::for_backup(
+        kind,
+        spec.service.as_str(),
+        spec.engine,
+        probe.server_version,
+        container,
+        started_at,
+        entries,
+    );
+    let bytes_out = sink.finish(manifest.to_json()).await.map_err(aborted)?;
+    // Read back from disk and proven whole before it gets an archive name.
+    verify_written(partial.path()).await?;
+    let archive = publish(&dir, partial)?;
+    Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
+}
+
+/// The server's answer to the probe, and the dumps that make up the archive.
+async fn plan(docker: &Docker, spec: &BackupSpec, engine: &dyn Engine) -> Result<(Probe, Vec<DumpStep>), BackupError> {
+    let probe = probe(docker, spec, engine).await?;
+    let steps = engine
+        .dump_steps(&probe, spec.databases.as_deref())
+        .map_err(|message| BackupError::Plan { container: spec.container.name.clone(), message })?;
+    Ok((probe, steps))
+}
+
+/// On abort the exec layer kills the dump and returns `Aborted`.
+fn aborted(e: BackupError) -> BackupError {
+    match e {
         BackupError::Docker(DockerError::Aborted) => BackupError::Aborted,
         other => other,
-    });
+    }
+}
 
-    // Read back from disk and proven whole before it gets an archive name.
-    let result = match result {
-        Ok(done) => verify_written(partial.path()).await.map(|()| done),
-        Err(e) => Err(e),
-    };
-    let (manifest, bytes_in, bytes_out) = result?;
+/// Streams every dump into the archive, in order; returns the manifest entries and bytes dumped.
+async fn dump_entries(
+    docker: &Docker,
+    spec: &BackupSpec,
+    engine: &dyn Engine,
+    steps: &[DumpStep],
+    sink: &mut ArchiveSink,
+    shutdown: &Shutdown,
+) -> Result<(Vec<ManifestEntry>, u64), BackupError> {
+    let mut entries = Vec::new();
+    let mut bytes_in = 0;
+    for step in steps {
+        let entry = dump_entry(docker, spec, engine, step, sink, shutdown).await?;
+        bytes_in += entry.size;
+        entries.push(entry);
+    }
+    Ok((entries, bytes_in))
+}
+
+/// One dump: its exit code must be 0 and its last bytes must carry the tool's trailer.
+async fn dump_entry(
+    docker: &Docker,
+    spec: &BackupSpec,
+    engine: &dyn Engine,
+    step: &DumpStep,
+    sink: &mut ArchiveSink,
+    shutdown: &Shutdown,
+) -> Result<ManifestEntry, BackupError> {
+    tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
+    let (status, info, tail) = sink
+        .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
+        .await?;
+    let status = status?;
+    if status.exit_code != 0 {
+        return Err(BackupError::DumpFailed {
+            container: spec.container.name.clone(),
+            entry: step.entry.clone(),
+            code: status.exit_code,
+            stderr: quote_stderr(&status.stderr.text()),
+        });
+    }
+    engine.check_complete(&step.role, &tail).map_err(|why| BackupError::Incomplete {
+        container: spec.container.name.clone(),
+        entry: step.entry.clone(),
+        why,
+        stderr: match status.stderr.text() {
+            s if s.is_empty() => String::new(),
+            s => format!("; the tool said: {}", quote_stderr(&s)),
+        },
+    })?;
+    Ok(ManifestEntry { name: info.name, role: step.role.clone(), size: info.size, sha256: info.sha256 })
+}
+
+/// Gives the verified archive its name and records that it was verified.
+fn publish(dir: &ServiceDir, partial: Partial) -> Result<PathBuf, BackupError> {
     let archive = partial.publish().map_err(|e| BackupError::Io { context: e.context, source: e.source })?;
     let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let record = VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
     if let Err(e) = dir.save_verify_records(&[(name, record)]) {
         tracing::warn!("cannot record the verification of {}: {e}", archive.display());
     }
-    Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
+    Ok(archive)
 }
 
 async fn verify_written(partial: &std::path::Path) -> Result<(), BackupError> {
@@ -372,6 +392,7 @@ fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCom
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::FORMAT_VERSION;
 
     fn outcome(databases: usize, bytes_in: u64) -> BackupOutcome {
         BackupOutcome {
