@@ -66,9 +66,8 @@ pub struct DumpStep {
 pub enum Feed {
     /// Streamed as they are.
     Stream,
-    /// Read whole (small: roles and users) and rewritten to be idempotent first.
-    RewritePgGlobals,
-    RewriteMysqlUsers,
+    /// Read whole (small: roles and users) and rewritten by [`Engine::rewrite_for_restore`] first.
+    Rewrite,
 }
 
 /// One entry of an archive and how to restore it.
@@ -98,6 +97,10 @@ pub trait Engine: Send + Sync {
     fn check_complete(&self, role: &EntryRole, tail: &[u8]) -> Result<(), String>;
     /// The commands that bring back every entry of `manifest`, in archive order.
     fn restore_steps(&self, manifest: &Manifest, target: &Probe) -> Result<Vec<RestoreStep>, String>;
+    /// An entry fed [`Feed::Rewrite`] (roles, users), made safe to replay over what exists.
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        sql.to_string()
+    }
 }
 
 pub fn engine_for(kind: EngineKind, credentials: Credentials) -> Box<dyn Engine> {
@@ -199,6 +202,18 @@ pub fn entry_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Restore feeds roles and users through the engine's own rewrite, never a per-engine case.
+    #[test]
+    fn each_engine_rewrites_its_own_roles_or_users_for_restore() {
+        let pg = engine_for(EngineKind::Postgres, Credentials::default());
+        assert!(pg.rewrite_for_restore("CREATE ROLE app;\n").contains("EXCEPTION WHEN duplicate_object"));
+        let my = engine_for(EngineKind::Mysql, Credentials::default());
+        let users = "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*X';\n";
+        assert_eq!(my.rewrite_for_restore(users), mysql::rewrite_users(users));
+        let mongo = engine_for(EngineKind::Mongo, Credentials::default());
+        assert_eq!(mongo.rewrite_for_restore("CREATE ROLE app;\n"), "CREATE ROLE app;\n");
+    }
 
     #[test]
     fn entry_names_are_safe() {

@@ -73,6 +73,10 @@ impl Mysql {
 }
 
 impl Engine for Mysql {
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        rewrite_users(sql)
+    }
+
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
     }
@@ -147,7 +151,7 @@ impl Engine for Mysql {
                 EntryRole::Users => steps.push(RestoreStep {
                     entry: entry.name.clone(),
                     what: "users and grants".into(),
-                    feed: Feed::RewriteMysqlUsers,
+                    feed: Feed::Rewrite,
                     command: self
                         .script(&format!("{CLIENT_SAFE}exec $dbb_client $dbb_safe -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null\n"))
                         .with_stdin(),

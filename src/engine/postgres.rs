@@ -52,6 +52,10 @@ const PROBE_SQL: &str = "SELECT v FROM (SELECT 0 AS o, current_setting('server_v
      UNION ALL SELECT 1, datname FROM pg_database WHERE datallowconn AND NOT datistemplate) s ORDER BY o, v";
 
 impl Engine for Postgres {
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        rewrite_globals(sql)
+    }
+
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
     }
@@ -120,7 +124,7 @@ impl Engine for Postgres {
                 EntryRole::Globals => steps.push(RestoreStep {
                     entry: entry.name.clone(),
                     what: "roles and grants".into(),
-                    feed: Feed::RewritePgGlobals,
+                    feed: Feed::Rewrite,
                     command: self
                         .script(&["psql"], "exec psql -X -q -w -v ON_ERROR_STOP=1 -d postgres -f -\n")
                         .with_stdin(),
