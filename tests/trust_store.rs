@@ -317,7 +317,7 @@ fn top_level_help_lists_every_environment_variable_the_source_reads() {
     let backups = Backups::new();
     let help = backups.run(&["--help"]).ok().stdout;
     let mut names = Vec::new();
-    for file in ["src/config.rs", "src/logging.rs", "src/docker.rs", "src/daemon.rs", "src/scheduler.rs"] {
+    for file in ["src/config.rs", "src/logging.rs", "src/docker.rs", "src/daemon.rs", "src/schedule.rs"] {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap_or_default();
         for piece in text.split('"').skip(1).step_by(2) {
             if piece.starts_with("DB_BACKUP_") && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_') {

@@ -55,7 +55,7 @@ impl Store {
         ServiceDir::new(service.clone(), self.root.join(service.as_str()))
     }
 
-    /// The daemon's status file (see [`crate::status`]).
+    /// The daemon's status file (its content is the status module's business).
     pub fn status_path(&self) -> PathBuf {
         self.root.join(STATUS_FILE)
     }
