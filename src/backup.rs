@@ -220,6 +220,7 @@ async fn dump_entry(
         .await?;
     let status = status?;
     if status.exit_code != 0 {
+        paused_instead(docker, &spec.container).await?;
         return Err(BackupError::DumpFailed {
             container: spec.container.name.clone(),
             entry: step.entry.clone(),
@@ -277,9 +278,19 @@ pub async fn probe_container(
         stderr,
     };
     if status.exit_code != 0 {
+        paused_instead(docker, container).await?;
         return Err(failed(quote_stderr(&status.stderr.text())));
     }
     engine.parse_probe(&stdout).map_err(failed)
+}
+
+/// A command started as its container was paused fails with 126 ("could not be started"): a
+/// failure in a container that is paused now is reported as the pause, which the operator can undo.
+async fn paused_instead(docker: &Docker, container: &crate::labels::ContainerRef) -> Result<(), BackupError> {
+    if docker.is_paused(container).await {
+        return Err(DockerError::Paused(container.name.clone()).into());
+    }
+    Ok(())
 }
 
 /// The archive writer on a blocking thread, fed through bounded channels so that reading the

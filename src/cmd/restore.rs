@@ -7,7 +7,7 @@ use crate::exit::Exit;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 
 pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> anyhow::Result<Exit> {
-    let docker = Docker::connect(settings.scope.as_ref()).await?;
+    let docker = Docker::connect(settings.scope.as_ref()).await?.with_stall_timeout(settings.stall_timeout);
     let discovered = discover(&docker, &settings.defaults).await?;
     // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);

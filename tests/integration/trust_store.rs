@@ -2,12 +2,10 @@
 //! names) and the CLI as an operator meets it (exit codes, empty states, help and wording).
 //! Issue 9, points 2, 3, 16, 17 and 18.
 
-mod common;
-
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use db_backup::nofollow::LINK_REFUSED;
 use db_backup::store::Store;
 use db_backup::vocab::ServiceName;
