@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::labels::Defaults;
-use crate::scheduler::zone_from;
+use crate::schedule::zone_from;
 
 pub const DEFAULT_ROOT: &str = "/backup";
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
@@ -30,7 +30,7 @@ pub struct Settings {
     /// `DB_BACKUP_SCOPE`: only containers with this label.
     pub scope: Option<crate::docker::Scope>,
     /// `DB_BACKUP_NOTIFY*`, `DB_BACKUP_STALE_AFTER`, `DB_BACKUP_HTTP_ADDR`.
-    pub alerts: crate::alerting::AlertSettings,
+    pub alerts: crate::alerting::settings::AlertSettings,
 }
 
 impl Settings {
@@ -79,7 +79,7 @@ impl Settings {
             .filter(|s| !s.trim().is_empty())
             .map(|s| crate::docker::Scope::parse(&s))
             .transpose()?;
-        let alerts = crate::alerting::AlertSettings::from_lookup(&get)?;
+        let alerts = crate::alerting::settings::AlertSettings::from_lookup(&get)?;
         Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, stall_timeout, zone, scope, alerts })
     }
 }

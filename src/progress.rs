@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::job::human_bytes;
+use crate::output::human_bytes;
 
 const REDRAW_EVERY: Duration = Duration::from_millis(500);
 

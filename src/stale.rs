@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::schedule::next_run;
 use crate::schedule::Schedule;
-use crate::scheduler::next_run;
 
 pub const MIN_STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Scheduled runs looked at to find the longest interval: a week of daily runs plus one.

@@ -2,17 +2,18 @@
 //! is alive (its status record is fresh); see `health.rs`.
 
 use crate::config::Settings;
+use crate::exit::Exit;
 use crate::health::{check_root, Health};
 
-pub fn run(settings: &Settings) -> i32 {
+pub fn run(settings: &Settings) -> Exit {
     match check_root(&settings.root, chrono::Utc::now()) {
         Health::Healthy(m) => {
             println!("healthy: {m}");
-            0
+            Exit::Ok
         }
         Health::Unhealthy(m) => {
             println!("unhealthy: {m}");
-            super::EXIT_FAILED
+            Exit::Failed
         }
     }
 }

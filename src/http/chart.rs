@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::page::esc;
 use crate::history::RunPoint;
-use crate::job::human_bytes;
+use crate::output::human_bytes;
 
 const WIDTH: f64 = 320.0;
 const SIZE_TOP: f64 = 16.0;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::chart::{runs_chart, seconds};
 use super::view::{Condition, ServiceView, StatusView};
-use crate::job::human_bytes;
+use crate::output::human_bytes;
 
 /// The page reloads itself this often (a meta refresh: no script).
 const REFRESH_SECONDS: u32 = 60;

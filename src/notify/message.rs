@@ -69,7 +69,7 @@ pub fn text(n: &Notification) -> String {
         add("archive", a.clone());
     }
     if let Some(b) = n.bytes {
-        add("size", crate::job::human_bytes(b));
+        add("size", crate::output::human_bytes(b));
     }
     if let Some(d) = n.duration_seconds {
         add("duration", format!("{d:.1} s"));

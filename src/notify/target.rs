@@ -185,7 +185,7 @@ impl Query {
     fn take_flag(&mut self, key: &str) -> Result<bool, String> {
         match self.take(key) {
             None => Ok(false),
-            Some(v) => crate::labels::parse_bool(&v).map_err(|_| format!("{key}='{v}' is not yes or no")),
+            Some(v) => yes_no(&v).ok_or_else(|| format!("{key}='{v}' is not yes or no")),
         }
     }
 
@@ -194,6 +194,15 @@ impl Query {
             None => Ok(()),
             Some(k) => Err(format!("unknown query parameter '{k}'; this scheme takes {known}")),
         }
+    }
+}
+
+/// shoutrrr's booleans: yes/no, true/false, 1/0.
+fn yes_no(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Some(true),
+        "no" | "false" | "0" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -385,7 +394,7 @@ fn smtp(url: &Url, mut query: Query) -> Result<SmtpTarget, String> {
     }
     let starttls_wanted = match query.take("usestarttls") {
         None => true,
-        Some(v) => crate::labels::parse_bool(&v).map_err(|_| format!("usestarttls='{v}' is not yes or no"))?,
+        Some(v) => yes_no(&v).ok_or_else(|| format!("usestarttls='{v}' is not yes or no"))?,
     };
     let security = match query.take("encryption").map(|e| e.to_ascii_lowercase()).as_deref() {
         _ if implicit_scheme => SmtpSecurity::Implicit,

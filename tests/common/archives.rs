@@ -4,10 +4,8 @@
 use std::io::Write;
 
 use db_backup::archive::{ArchiveWriter, EntryInfo};
-use db_backup::engine::EngineKind;
-use db_backup::manifest::{
-    ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
-};
+use db_backup::manifest::{Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use db_backup::vocab::{ArchiveKind, EngineKind, EntryRole};
 
 use super::databases::PG_IMAGE;
 use super::docker::Container;

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
-use db_backup::manifest::ArchiveKind;
 use db_backup::verify::verify_archive;
+use db_backup::vocab::ArchiveKind;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -83,7 +83,7 @@ fn mongo_round_trip_in_place_and_into_a_fresh_container_without_a_shell() {
     assert_eq!(fingerprint(&db), before, "in place: {}", restore.all());
     let out = restore.all();
     assert!(out.contains("left alone (not in the archive): scratch"), "{out}");
-    assert!(out.contains("3 database(s) of service"), "{out}");
+    assert!(out.contains("restore complete: 3 database(s) restored"), "{out}");
     assert!(pymongo(&db, "print(c.scratch.t.count_documents({}))").trim() == "1", "scratch must be left alone");
     assert_eq!(backups.safety_archives(&svc).len(), 1);
 

@@ -4,7 +4,6 @@
 //! never blocks a backup and never fails one.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,30 +11,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+pub mod settings;
+
+pub use settings::AlertSettings;
+
 use crate::history::{History, RunPoint};
 use crate::http::{ServiceView, StatusView};
 use crate::metrics::{Metrics, RunSample};
-use crate::notify::{AlertState, Notification, Notifier, NotifySettings, Ping, PingUrl, Raised};
+use crate::notify::{AlertState, Notification, Notifier, Ping, PingUrl, Raised};
 use crate::schedule::Schedule;
 use crate::stale;
-
-/// `DB_BACKUP_NOTIFY*`, `DB_BACKUP_STALE_AFTER`, `DB_BACKUP_HTTP_ADDR`, read once.
-#[derive(Debug, Clone, Default)]
-pub struct AlertSettings {
-    pub notify: NotifySettings,
-    pub stale_after: Option<Duration>,
-    pub http_addr: Option<SocketAddr>,
-}
-
-impl AlertSettings {
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let notify = NotifySettings::from_lookup(&get)?;
-        let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let stale_after = set("DB_BACKUP_STALE_AFTER").map(|v| stale::parse_stale_after(&v)).transpose()?;
-        let http_addr = set("DB_BACKUP_HTTP_ADDR").map(|v| crate::http::parse_addr(&v)).transpose()?;
-        Ok(AlertSettings { notify, stale_after, http_addr })
-    }
-}
 
 /// A service as the daemon follows it.
 #[derive(Debug, Clone)]
@@ -348,15 +333,18 @@ pub fn service_info(spec: &crate::labels::BackupSpec) -> ServiceInfo {
 /// The service's archives on disk: the newest regular backup (a restore's safety backup is not
 /// a scheduled backup) and how many there are.
 pub fn on_disk(store: &crate::store::Store, service: &str) -> OnDisk {
-    let archives = store.archives(service).unwrap_or_default();
-    let newest = archives.iter().rev().find(|a| a.kind == crate::manifest::ArchiveKind::Backup);
+    let archives = match crate::vocab::ServiceName::parse(service) {
+        Ok(name) => store.service(&name).archives().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let newest = archives.iter().rev().find(|a| a.kind == crate::vocab::ArchiveKind::Backup);
     OnDisk { newest: newest.map(|a| a.created), newest_bytes: newest.map(|a| a.size), archives: archives.len() }
 }
 
 /// A finished run as the hub records it.
 pub fn report_of<E: std::fmt::Display>(
     started_at: DateTime<Utc>,
-    result: &Result<crate::job::BackupOutcome, E>,
+    result: &Result<crate::backup::BackupOutcome, E>,
     archives: usize,
 ) -> RunReport {
     let outcome = match result {
@@ -392,7 +380,7 @@ mod tests {
 
     fn alerts(root: &Path) -> Arc<Alerts> {
         let metrics = Metrics::new();
-        let notifier = Notifier::new(NotifySettings::default(), metrics.clone()).unwrap();
+        let notifier = Notifier::new(crate::notify::NotifySettings::default(), metrics.clone()).unwrap();
         Alerts::with_notifier(notifier, None, root, Tz::UTC, metrics)
     }
 
@@ -446,23 +434,5 @@ mod tests {
         let raised = state.on_run(true, t(2));
         assert_eq!(raised.iter().map(|r| r.kind).collect::<Vec<_>>(), vec![EventKind::Success, EventKind::Recovery]);
         assert_eq!(again.status_view(true, vec![], t(2)).services[0].runs.len(), 2);
-    }
-
-    #[test]
-    fn settings_parse_and_name_their_variable() {
-        let get = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
-        };
-        let s = AlertSettings::from_lookup(get(&[
-            ("DB_BACKUP_HTTP_ADDR", "127.0.0.1:9587"),
-            ("DB_BACKUP_STALE_AFTER", "26h"),
-        ]))
-        .unwrap();
-        assert_eq!(s.http_addr.unwrap().port(), 9587);
-        assert_eq!(s.stale_after, Some(Duration::from_secs(26 * 3600)));
-        let err = AlertSettings::from_lookup(get(&[("DB_BACKUP_HTTP_ADDR", "nowhere")])).unwrap_err();
-        assert!(err.contains("DB_BACKUP_HTTP_ADDR"), "{err}");
-        assert!(AlertSettings::from_lookup(get(&[("DB_BACKUP_STALE_AFTER", "soon")])).is_err());
-        assert!(AlertSettings::from_lookup(get(&[])).unwrap().http_addr.is_none());
     }
 }
