@@ -34,7 +34,7 @@ RUN set -eux; \
         mkdir -p "/rootfs$(dirname "$lib")"; \
         cp -L "$lib" "/rootfs$lib"; \
     done; \
-    for cmd in backup restore list check status prune verify; do \
+    for cmd in backup restore list check status prune verify healthcheck; do \
         ln -s db-backup "/rootfs/usr/local/bin/$cmd"; \
     done; \
     rc=0; chroot /rootfs /usr/local/bin/db-backup --version || rc=$?; \
@@ -53,5 +53,8 @@ COPY --from=build /rootfs/ /
 ENV DB_BACKUP_ROOT=/backup \
     PATH=/usr/local/bin
 VOLUME /backup
+# Healthy while the daemon's loop is alive; a failed backup is reported by notifications and
+# metrics, not by restarting the container.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 CMD ["/usr/local/bin/db-backup", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/db-backup"]
 CMD ["run"]

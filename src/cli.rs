@@ -9,7 +9,8 @@ use crate::vocab::ServiceName;
 
 /// Commands also installed as their own names (links to the binary in the image), so that
 /// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.
-pub const LINKED_COMMANDS: &[&str] = &["backup", "restore", "list", "check", "status", "prune", "verify"];
+pub const LINKED_COMMANDS: &[&str] =
+    &["backup", "restore", "list", "check", "status", "prune", "verify", "healthcheck"];
 
 /// `restore db` run through a link named `restore` becomes `db-backup restore db`.
 pub fn args_with_command_from_program_name(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -128,6 +129,9 @@ pub enum Command {
     },
     /// Print every db-backup.* label a database container can carry, with its default.
     Labels,
+    /// For the image's HEALTHCHECK: exit 0 while the daemon runs and its loop is alive, 1 otherwise.
+    /// A failed backup does not make it unhealthy (notifications and metrics report that).
+    Healthcheck,
 }
 
 #[cfg(test)]

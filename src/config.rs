@@ -29,6 +29,8 @@ pub struct Settings {
     pub zone: Tz,
     /// `DB_BACKUP_SCOPE`: only containers with this label.
     pub scope: Option<crate::docker::Scope>,
+    /// `DB_BACKUP_NOTIFY*`, `DB_BACKUP_STALE_AFTER`, `DB_BACKUP_HTTP_ADDR`.
+    pub alerts: crate::alerting::settings::AlertSettings,
 }
 
 impl Settings {
@@ -77,7 +79,8 @@ impl Settings {
             .filter(|s| !s.trim().is_empty())
             .map(|s| crate::docker::Scope::parse(&s))
             .transpose()?;
-        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, stall_timeout, zone, scope })
+        let alerts = crate::alerting::settings::AlertSettings::from_lookup(&get)?;
+        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, stall_timeout, zone, scope, alerts })
     }
 }
 

@@ -16,11 +16,13 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::alerting::{self, Alerts};
 use crate::backup::{backup, BackupError};
 use crate::config::Settings;
 use crate::discovery::{discover, Discovered};
 use crate::docker::Docker;
 use crate::labels::BackupSpec;
+use crate::metrics::Metrics;
 use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
@@ -42,6 +44,8 @@ struct Ctx {
     /// Serialises status writes: each writes the state as of its turn, so the newest lands last.
     /// Holds whether the last write failed, so a failing disk is logged once, not per change.
     status_writer: Mutex<bool>,
+    /// Notifications, health pings, metrics, run history, staleness (alerting.rs).
+    alerts: Arc<Alerts>,
 }
 
 #[derive(Default)]
@@ -89,7 +93,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         return Ok(());
     };
     let docker = docker.with_stall_timeout(settings.stall_timeout);
+    let alerts =
+        Alerts::new(&settings.alerts, store.root(), settings.zone, Metrics::new()).map_err(anyhow::Error::msg)?;
     let ctx = Arc::new(Ctx {
+        alerts,
         permits: Semaphore::new(settings.max_concurrent),
         settings,
         store,
@@ -112,6 +119,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         "db-backup daemon started"
     );
 
+    let listener = serve_http(&ctx).await?;
     let heartbeat = tokio::spawn(heartbeat(ctx.clone()));
     let journal = tokio::spawn(crate::status::journal::follow(ctx.store.root().to_path_buf(), shutdown.clone()));
     watch_containers(&ctx).await;
@@ -130,8 +138,47 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
         s.services.iter_mut().for_each(|svc| svc.next_run = None);
         s.stopped_at = Some(Utc::now());
     });
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    if !ctx.alerts.flush(NOTIFY_FLUSH).await {
+        tracing::warn!("notifications still queued at shutdown were dropped after {} s", NOTIFY_FLUSH.as_secs());
+    }
     tracing::info!("db-backup daemon stopped");
     Ok(())
+}
+
+/// Queued notifications get this long to go out at shutdown.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(10);
+
+/// `DB_BACKUP_HTTP_ADDR`: /metrics, /healthz and the status page, until shutdown.
+async fn serve_http(ctx: &Arc<Ctx>) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Some(addr) = ctx.settings.alerts.http_addr else { return Ok(None) };
+    let listener = crate::http::bind(addr).await.map_err(anyhow::Error::msg)?;
+    tracing::info!(%addr, "serving /metrics, /healthz and the status page");
+    let source = Arc::new(PageSource(ctx.clone()));
+    let metrics = ctx.alerts.metrics().clone();
+    let shutdown = ctx.shutdown.clone();
+    Ok(Some(tokio::spawn(async move {
+        crate::http::serve(listener, source, metrics, async move { shutdown.draining().await }).await
+    })))
+}
+
+/// What the HTTP listener shows: the daemon's state, read at each request.
+struct PageSource(Arc<Ctx>);
+
+impl crate::http::Source for PageSource {
+    fn status(&self) -> crate::http::StatusView {
+        let (connected, problems) = {
+            let state = self.0.lock();
+            (state.status.engine_connected, state.status.problems.clone())
+        };
+        self.0.alerts.status_view(connected, problems, Utc::now())
+    }
+
+    fn health(&self) -> crate::health::Health {
+        crate::health::check_root(self.0.store.root(), Utc::now())
+    }
 }
 
 /// How often an idle daemon rewrites its status file, so `status` can tell a live daemon from a
@@ -142,6 +189,7 @@ async fn heartbeat(ctx: Arc<Ctx>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         ctx.write_status();
+        ctx.alerts.check_staleness(Utc::now());
     }
 }
 
@@ -280,6 +328,11 @@ fn apply(ctx: &Arc<Ctx>, found: Discovered) {
             "scheduled"
         );
         upsert_service(&mut state.status, &spec, owner);
+        ctx.alerts.follow(
+            alerting::service_info(&spec),
+            alerting::on_disk(&ctx.store, spec.service.as_str()),
+            Utc::now(),
+        );
         let key = spec_key(&spec);
         let name = spec.container.name.clone();
         let handle = tokio::spawn(service_loop(ctx.clone(), Owned { spec, owner }, cancelled, startup));
@@ -339,6 +392,7 @@ async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<b
             return Ended::Shutdown;
         };
         ctx.update_service(task, |s| s.next_run = Some(next));
+        ctx.alerts.set_next_run(spec.service.as_str(), Some(next));
         tokio::select! {
             _ = sleep_until(next) => {}
             _ = cancelled.changed() => return Ended::Cancelled,
@@ -387,9 +441,12 @@ async fn run_once(ctx: &Ctx, task: &Owned) {
     let Ok(_permit) = permit else { return };
     let started_at = Utc::now();
     ctx.update_service(task, |s| s.running = true);
+    ctx.alerts.run_started(spec.service.as_str());
     tracing::info!(service = %spec.service, container = %spec.container.name, "backup started");
     let result = backup(&ctx.docker, &ctx.store, spec, &ctx.settings, &ctx.shutdown).await;
     let record = record_of(started_at, &result);
+    let archives = alerting::on_disk(&ctx.store, spec.service.as_str()).archives;
+    ctx.alerts.run_finished(spec.service.as_str(), alerting::report_of(started_at, &result, archives));
     match &result {
         Ok(outcome) => tracing::info!(
             service = %spec.service,
@@ -455,7 +512,13 @@ impl Ctx {
     /// A removed (or refused, or relabeled away) container's service leaves the status, unless a
     /// newer task has taken the service over meanwhile.
     fn forget_service(&self, task: &Owned) {
-        self.lock().status.services.retain(|s| s.service != task.spec.service.as_str() || s.owner != task.owner);
+        let mut state = self.lock();
+        let before = state.status.services.len();
+        state.status.services.retain(|s| s.service != task.spec.service.as_str() || s.owner != task.owner);
+        if state.status.services.len() < before {
+            self.alerts.forget(task.spec.service.as_str());
+        }
+        drop(state);
         self.write_status();
     }
 
@@ -463,6 +526,9 @@ impl Ctx {
         let mut failing = self.status_writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut status = self.lock().status.clone();
         status.updated_at = Some(Utc::now());
+        for s in &mut status.services {
+            s.stale = self.alerts.is_stale(&s.service);
+        }
         match status::write(self.store.root(), &status) {
             Ok(()) if *failing => {
                 tracing::info!("the status file under {} is written again", self.store.root().display());

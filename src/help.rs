@@ -17,6 +17,20 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
     ("DB_BACKUP_LOG_FORMAT", "json for one JSON object per log line", "text"),
+    ("DB_BACKUP_NOTIFY", "notification URLs (generic+https://, slack://, discord://, ntfy://, smtp://, ...)", "none"),
+    ("DB_BACKUP_NOTIFY_FILE", "a file with more notification URLs, one per line", "none"),
+    (
+        "DB_BACKUP_NOTIFY_ON",
+        "events sent: failure, recovery, stale, success, drill_failure, or all",
+        "failure,recovery,stale",
+    ),
+    ("DB_BACKUP_NOTIFY_CA_FILE", "PEM certificates trusted for notifications besides the bundled roots", "none"),
+    (
+        "DB_BACKUP_STALE_AFTER",
+        "age of the newest archive that makes a service stale (90m, 26h, 2d)",
+        "2 x the schedule's interval",
+    ),
+    ("DB_BACKUP_HTTP_ADDR", "address for /metrics, /healthz and the status page, e.g. 0.0.0.0:9587", "no listener"),
     ("TZ", "time zone schedules and retention periods are read in (IANA name)", "UTC"),
     ("DOCKER_HOST", "Docker Engine address (unix://..., tcp://...)", "the local socket"),
     ("RUST_LOG", "log level", "info"),
@@ -56,6 +70,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "keep",
         "retention tiers, e.g. last=7,daily=7,weekly=4,monthly=12,yearly=2 (the newest archive is always kept)",
         "DB_BACKUP_KEEP, else keep everything",
+    ),
+    (
+        "healthcheck-url",
+        "healthchecks.io or Uptime Kuma push URL: each run pings <url>/start, then <url> or <url>/fail",
+        "no pings",
     ),
 ];
 

@@ -14,7 +14,7 @@ use crate::vocab::{EngineKind, EnvName, ServiceName};
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
 pub const KNOWN_KEYS: &[&str] =
-    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep"];
+    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep", "healthcheck-url"];
 const MAX_LABEL_VALUE: usize = 1024;
 
 /// Who a container is, for messages and for exec.
@@ -79,6 +79,8 @@ pub struct BackupSpec {
     pub on_startup: bool,
     /// Retention; `None` keeps everything.
     pub keep: Option<KeepPolicy>,
+    /// `healthcheck-url`: a healthchecks.io or Uptime Kuma push monitor pinged by every run.
+    pub healthcheck_url: Option<crate::notify::PingUrl>,
 }
 
 impl BackupSpec {
@@ -184,6 +186,14 @@ pub fn parse(
         Some(v) => v.parse::<KeepPolicy>().map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}keep"), e))).ok(),
         None => Some(defaults.keep),
     };
+    // The URL holds a token: messages never repeat it.
+    let healthcheck_url = match label("healthcheck-url") {
+        Some(v) => crate::notify::PingUrl::parse(v)
+            .map(Some)
+            .map_err(|e| errors.push(err(&format!("{PREFIX}healthcheck-url"), e)))
+            .ok(),
+        None => Some(None),
+    };
 
     match (engine, service, schedule, databases, user_env, password_env, on_startup, keep) {
         (
@@ -205,6 +215,7 @@ pub fn parse(
             password_env,
             on_startup,
             keep,
+            healthcheck_url: healthcheck_url.flatten(),
         }),
         _ => Err(errors),
     }
@@ -223,6 +234,7 @@ fn expected_for(key: &str) -> &'static str {
         "user-env" | "password-env" => "an environment variable name such as DB_PASSWORD ([A-Za-z_][A-Za-z0-9_]*)",
         "on-startup" => "true or false",
         "keep" => "retention tiers such as last=7,daily=7,weekly=4,monthly=12,yearly=2",
+        "healthcheck-url" => "an http(s) URL such as https://hc-ping.com/<uuid>",
         _ => "a known label",
     }
 }
@@ -374,6 +386,23 @@ mod tests {
         assert_eq!(spec.password_env.unwrap().as_str(), "DB_PASS");
         assert!(spec.on_startup);
         assert_eq!(spec.keep.unwrap().to_string(), "last=3,daily=7,weekly=0,monthly=0,yearly=0");
+    }
+
+    #[test]
+    fn healthcheck_url_label_is_checked_and_never_echoed() {
+        let with = |url: &str| {
+            parse(
+                &container("db1"),
+                &labels(&[("db-backup.type", "postgres"), ("db-backup.healthcheck-url", url)]),
+                &defaults(),
+            )
+        };
+        let spec = with("https://hc-ping.com/Tok3n-uuid").unwrap();
+        assert_eq!(spec.healthcheck_url.unwrap().redacted(), "https://hc-ping.com/***");
+        let errors = with("ftp://hc-ping.com/Tok3n-uuid").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].label, "db-backup.healthcheck-url");
+        assert!(errors[0].message.contains("http or https") && !errors[0].message.contains("Tok3n"), "{}", errors[0]);
     }
 
     #[test]

@@ -62,7 +62,15 @@
 //!   `ArchiveKind`, `EntryRole`); [`exit`] the exit codes; [`output`] how sizes, durations and
 //!   times are shown; [`schedule`] cron schedules, `TZ`, the next run and the wait for it;
 //!   [`shutdown`] the signal that every loop selects on; [`logging`] the tracing setup.
+//!
+//! Alerting:
+//! - [`alerting`] is what the daemon reports services and runs to; it drives [`notify`]
+//!   (notification URLs, events and storm control, delivery, health pings), [`metrics`],
+//!   [`history`] (recent runs, alert memory) and [`stale`]; [`http`] serves `/metrics`, `/healthz`
+//!   and the status page; [`health`] judges the daemon for `healthcheck`; [`progress`] draws the
+//!   terminal progress line.
 
+pub mod alerting;
 pub mod archive;
 pub mod backup;
 pub mod cli;
@@ -74,17 +82,24 @@ pub mod docker;
 pub mod engine;
 pub mod exit;
 pub mod gzip;
+pub mod health;
 pub mod help;
+pub mod history;
+pub mod http;
 pub mod labels;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod nofollow;
+pub mod notify;
 pub mod output;
+pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod shutdown;
+pub mod stale;
 pub mod status;
 pub mod store;
 pub mod verify;

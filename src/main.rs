@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run => cmd::run::run(settings).await,
         Command::Status { json } => cmd::status::run(&settings, json).await,
         Command::Labels => Ok(print_labels()),
+        Command::Healthcheck => Ok(cmd::healthcheck::run(&settings)),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct ServiceStatus {
     pub last_run: Option<RunRecord>,
     pub successes: u64,
     pub failures: u64,
+    /// No good archive for longer than `DB_BACKUP_STALE_AFTER` (see stale.rs).
+    #[serde(default)]
+    pub stale: bool,
     /// Which daemon task owns the entry (not written: it means nothing to another process).
     #[serde(skip)]
     pub owner: u64,

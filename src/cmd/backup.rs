@@ -32,7 +32,13 @@ pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Resu
     // Ctrl-C / SIGTERM during a manual backup: stop the dump and remove the partial archive.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
     let started_at = Utc::now();
-    let result = backup(&docker, &Store::new(&settings.root), spec, settings, &shutdown).await;
+    let store = Store::new(&settings.root);
+    // A live progress line when run from a terminal (never with --json).
+    let meter = (!json).then(|| crate::progress::Meter::for_backup(&store, spec.service.as_str()));
+    let result = backup(&docker, &store, spec, settings, &shutdown).await;
+    if let Some(meter) = meter {
+        meter.finish().await;
+    }
     let journaled = match &result {
         Ok(outcome) => Ok(outcome.archive.display().to_string()),
         Err(e) => Err(e.to_string()),

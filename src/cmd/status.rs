@@ -112,6 +112,9 @@ fn print_service(s: &ServiceStatus, zone: Tz, now: DateTime<Utc>) {
         Some(r) => println!("  last run {}: FAILED: {}", local_time(r.finished_at, zone), r.detail),
         None => println!("  no run yet"),
     }
+    if s.stale {
+        println!("  STALE: no good archive for longer than the stale limit (DB_BACKUP_STALE_AFTER)");
+    }
     println!("  {} succeeded, {} failed since the daemon started", s.successes, s.failures);
 }
 

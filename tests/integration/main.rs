@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerting;
 mod daemon;
 mod failures;
 mod faults;
