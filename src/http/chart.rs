@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::page::esc;
+use super::escape::esc;
 use crate::history::RunPoint;
 use crate::output::human_bytes;
 

@@ -4,6 +4,7 @@
 //! authentication before exposing it beyond the host (README).
 
 pub mod chart;
+pub mod escape;
 pub mod page;
 pub mod view;
 

@@ -7,26 +7,12 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::chart::{runs_chart, seconds};
+use super::escape::esc;
 use super::view::{Condition, ServiceView, StatusView};
 use crate::output::human_bytes;
 
 /// The page reloads itself this often (a meta refresh: no script).
 const REFRESH_SECONDS: u32 = 60;
-
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub fn render(view: &StatusView) -> String {
     let mut services: Vec<&ServiceView> = view.services.iter().collect();
