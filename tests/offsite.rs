@@ -1,0 +1,496 @@
+//! Offsite copies against a REAL S3 server (Garage, built by scripts/build-garage.sh), and
+//! encryption / signatures against the real `age` and `ssh-keygen` tools. What the bucket holds is
+//! checked with an independent client (rclone), never only through db-backup's own code.
+
+#[path = "offsite/garage.rs"]
+mod garage;
+#[path = "offsite/proxy.rs"]
+mod proxy;
+#[path = "offsite/rclone.rs"]
+mod rclone;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use db_backup::labels::ServiceName;
+use db_backup::remote::{self, HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
+use garage::{Garage, Key};
+
+const BUCKET: &str = "dbb-offsite";
+
+fn config(endpoint: &str, key: &Key, url: &str) -> RemoteConfig {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DB_BACKUP_REMOTE", url.to_string()),
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_REGION", garage::REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", key.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+    ]);
+    RemoteConfig::from_lookup(|k| vars.get(k).cloned()).unwrap().unwrap()
+}
+
+struct Setup {
+    garage: Garage,
+    state: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            garage: Garage::start(BUCKET),
+            state: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A client of the bucket at `endpoint` (Garage itself, or a proxy in front of it).
+    fn remote_at(&self, endpoint: &str) -> Remote {
+        let cfg = config(endpoint, &self.garage.key, &format!("s3://{BUCKET}/site"));
+        Remote::connect_with(
+            &cfg,
+            &self.state.path().join("uploads"),
+            remote::retry_config_with(Duration::from_millis(50)),
+        )
+        .unwrap()
+    }
+
+    fn remote(&self) -> Remote {
+        self.remote_at(&self.garage.endpoint())
+    }
+
+    /// A file of `len` pseudo-random bytes named like an archive.
+    fn archive(&self, name: &str, len: usize) -> PathBuf {
+        let path = self.files.path().join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut x: u64 = len as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        let mut left = len;
+        while left > 0 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            let n = left.min(8);
+            f.write_all(&bytes[..n]).unwrap();
+            left -= n;
+        }
+        f.flush().unwrap();
+        path
+    }
+
+    fn objects(&self) -> Vec<String> {
+        rclone::objects(&self.garage, BUCKET)
+    }
+}
+
+fn service(host: &str, svc: &str, r: &Remote) -> ServicePrefix {
+    r.service(&HostName::parse(host).unwrap(), &ServiceName::parse(svc).unwrap())
+}
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_garage_single_and_multipart() {
+    let s = Setup::new();
+    let r = s.remote();
+    r.probe().await.unwrap();
+    let db = service("node-1", "db", &r);
+    let small = s.archive("2026-01-01T00-00-00Z.tar.gz", 1000);
+    let large = s.archive("2026-01-02T00-00-00Z.tar.gz.age", 12 * MIB + 3);
+    let up_small = r.upload(&db, &small).await.unwrap();
+    let up_large = r.upload(&db, &large).await.unwrap();
+    assert_eq!((up_small.parts, up_large.parts), (1, 3));
+    assert!(up_large.etag.ends_with("-3"), "{}", up_large.etag);
+    assert_eq!(
+        s.objects(),
+        vec!["site/node-1/db/2026-01-01T00-00-00Z.tar.gz", "site/node-1/db/2026-01-02T00-00-00Z.tar.gz.age"]
+    );
+    let listed = r.list(&db).await.unwrap();
+    let summary: Vec<(&str, u64, bool)> = listed.iter().map(|a| (a.name.as_str(), a.size, a.encrypted)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("2026-01-01T00-00-00Z.tar.gz", 1000, false),
+            ("2026-01-02T00-00-00Z.tar.gz.age", 12 * MIB as u64 + 3, true)
+        ]
+    );
+
+    let into = tempfile::tempdir().unwrap();
+    for local in [&small, &large] {
+        let name = local.file_name().unwrap().to_str().unwrap();
+        let got = r.download(&db, name, into.path()).await.unwrap();
+        assert_eq!(got, into.path().join(name));
+        assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(local).unwrap(), "{name}");
+        assert_eq!(std::fs::metadata(&got).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(into.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    assert!(rclone::multipart_uploads(&s.garage, BUCKET).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_shows_only_our_archives_of_that_host_and_service() {
+    let s = Setup::new();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    r.upload(&db, &s.archive("2026-01-01T00-00-00Z.tar.gz", 10)).await.unwrap();
+    for foreign in [
+        "site/node-1/db/notes.txt",
+        "site/node-1/db/2026-01-03T00-00-00Z.tar.gz.partial",
+        "site/node-1/db/old/2026-01-04T00-00-00Z.tar.gz",
+        "site/node-2/db/2026-01-05T00-00-00Z.tar.gz",
+        "site/node-1/db2/2026-01-06T00-00-00Z.tar.gz",
+        "site/node-1/db2026-01-07T00-00-00Z.tar.gz",
+    ] {
+        rclone::put(&s.garage, BUCKET, foreign, b"foreign");
+    }
+    let names: Vec<String> = r.list(&db).await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, vec!["2026-01-01T00-00-00Z.tar.gz"]);
+    let hosts: Vec<String> = r.hosts().await.unwrap().iter().map(|h| h.to_string()).collect();
+    assert_eq!(hosts, vec!["node-1", "node-2"]);
+    let services: Vec<String> =
+        r.services(&HostName::parse("node-1").unwrap()).await.unwrap().iter().map(|s| s.to_string()).collect();
+    assert_eq!(services, vec!["db", "db2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_refuses_foreign_names_and_existing_files() {
+    let s = Setup::new();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    let a = s.archive("2026-01-01T00-00-00Z.tar.gz", 10);
+    r.upload(&db, &a).await.unwrap();
+    let e = r.download(&db, "../../etc/passwd", s.files.path()).await.unwrap_err().to_string();
+    assert!(e.contains("not one of our archive names"), "{e}");
+    let e = r.download(&db, "2026-01-01T00-00-00Z.tar.gz", s.files.path()).await.unwrap_err().to_string();
+    assert!(e.contains("already exists"), "{e}");
+    let e = r.download(&db, "2026-01-09T00-00-00Z.tar.gz", s.state.path()).await.unwrap_err();
+    assert!(matches!(e, RemoteError::NotFound { .. }), "{e}");
+    assert!(!s.state.path().join("2026-01-09T00-00-00Z.tar.gz.partial").exists());
+    let e = r.upload(&db, &s.archive("notes.txt", 10)).await.unwrap_err().to_string();
+    assert!(e.contains("not one of our archive names"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_upload_is_retried() {
+    let s = Setup::new();
+    let p = proxy::Proxy::start(s.garage.s3_port);
+    let r = s.remote_at(&p.endpoint());
+    let db = service("node-1", "db", &r);
+    let file = s.archive("2026-01-01T00-00-00Z.tar.gz", 20 * MIB);
+    let upload = r.upload(&db, &file);
+    let cutter = async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        while p.requests() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        p.cut(false);
+    };
+    let (done, ()) = tokio::join!(upload, cutter);
+    let done = done.unwrap();
+    assert_eq!(done.parts, 4);
+    // create + 4 parts + complete + head = 7 requests without a retry.
+    assert!(p.requests() > 7, "the cut came too late to need a retry: {} requests", p.requests());
+    assert_eq!(s.objects(), vec!["site/node-1/db/2026-01-01T00-00-00Z.tar.gz"]);
+    assert!(rclone::multipart_uploads(&s.garage, BUCKET).is_empty());
+    let into = tempfile::tempdir().unwrap();
+    let got = r.download(&db, "2026-01-01T00-00-00Z.tar.gz", into.path()).await.unwrap();
+    assert_eq!(std::fs::read(got).unwrap(), std::fs::read(&file).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cut_mid_upload_leaves_no_object_and_the_next_contact_aborts_the_upload() {
+    let s = Setup::new();
+    let p = proxy::Proxy::start(s.garage.s3_port);
+    let r = s.remote_at(&p.endpoint());
+    let db = service("node-1", "db", &r);
+    let file = s.archive("2026-01-01T00-00-00Z.tar.gz", 30 * MIB);
+    p.cut_after(12 * MIB as u64);
+    let e = r.upload(&db, &file).await.unwrap_err();
+    assert!(p.is_down(), "the proxy never cut: {e}");
+    assert!(matches!(e, RemoteError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+    // Nothing visible; the unfinished upload could not be aborted while the endpoint was gone.
+    assert!(s.objects().is_empty(), "{:?}", s.objects());
+    assert_eq!(rclone::multipart_uploads(&s.garage, BUCKET), vec!["site/node-1/db/2026-01-01T00-00-00Z.tar.gz"]);
+    p.up();
+    // The next contact, by another client of the same host (a new process), aborts it.
+    s.remote_at(&p.endpoint()).probe().await.unwrap();
+    assert!(rclone::multipart_uploads(&s.garage, BUCKET).is_empty());
+    assert!(s.objects().is_empty());
+    r.upload(&db, &file).await.unwrap();
+    assert_eq!(s.objects(), vec!["site/node-1/db/2026-01-01T00-00-00Z.tar.gz"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_garage_mid_upload_leaves_nothing_visible() {
+    let mut s = Setup::new();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    let file = s.archive("2026-01-01T00-00-00Z.tar.gz", 40 * MIB);
+    let uploading = tokio::spawn({
+        let (r, db, file) = (r.clone(), db.clone(), file.clone());
+        async move { r.upload(&db, &file).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.garage.kill();
+    let e = uploading.await.unwrap().unwrap_err();
+    assert!(matches!(e, RemoteError::Unreachable { .. }), "{e}");
+    s.garage.restart();
+    assert!(s.objects().is_empty(), "{:?}", s.objects());
+    s.remote().probe().await.unwrap();
+    assert!(rclone::multipart_uploads(&s.garage, BUCKET).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_a_clear_error_without_secrets_and_are_not_retried() {
+    let s = Setup::new();
+    let p = proxy::Proxy::start(s.garage.s3_port);
+    let wrong_secret = Key { id: s.garage.key.id.clone(), secret: "0".repeat(64) };
+    let unknown_key = Key { id: "GK0000000000000000000000".into(), secret: s.garage.key.secret.clone() };
+    for key in [wrong_secret, unknown_key] {
+        let cfg = config(&p.endpoint(), &key, &format!("s3://{BUCKET}"));
+        let r =
+            Remote::connect_with(&cfg, s.state.path(), remote::retry_config_with(Duration::from_millis(50))).unwrap();
+        let before = p.requests();
+        let e = r.probe().await.unwrap_err();
+        assert_eq!(p.requests() - before, 1, "a 403 must not be retried");
+        let text = e.to_string();
+        assert!(matches!(e, RemoteError::AccessDenied { .. }), "{text}");
+        assert!(text.contains("access denied") && text.contains("AWS_SECRET_ACCESS_KEY[_FILE]"), "{text}");
+        for secret in [&key.id, &key.secret, &s.garage.key.id, &s.garage.key.secret] {
+            assert!(!text.contains(secret.as_str()) && !format!("{e:?}").contains(secret.as_str()), "{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bucket_is_a_clear_error() {
+    let s = Setup::new();
+    let cfg = config(&s.garage.endpoint(), &s.garage.key, "s3://no-such-bucket/x");
+    let r = Remote::connect(&cfg, s.state.path()).unwrap();
+    let e = r.probe().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, RemoteError::NoSuchBucket { .. }), "{text}");
+    assert!(text.contains("bucket 'no-such-bucket' does not exist at http://127.0.0.1:"), "{text}");
+    assert!(!text.contains(&s.garage.key.secret) && !text.contains(&s.garage.key.id), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_is_tried_three_times_then_named() {
+    let s = Setup::new();
+    let p = proxy::Proxy::start(s.garage.s3_port);
+    p.cut(true);
+    let r = s.remote_at(&p.endpoint());
+    let e = r.probe().await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains(&format!("cannot reach {}", p.endpoint())), "{e}");
+    assert_eq!(p.connections(), remote::ATTEMPTS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_retention_leaves_foreign_objects_and_other_hosts_untouched() {
+    let s = Setup::new();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    let days = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"];
+    for d in days {
+        r.upload(&db, &s.archive(&format!("{d}T00-00-00Z.tar.gz"), 10)).await.unwrap();
+    }
+    let foreign = [
+        "site/node-1/db/notes.txt",
+        "site/node-1/db/2026-01-01T00-00-00Z.tar.gz.partial",
+        "site/node-1/db/keep/2026-01-01T00-00-00Z.tar.gz",
+        "site/node-2/db/2026-01-01T00-00-00Z.tar.gz",
+        "site/node-2/db/2026-01-02T00-00-00Z.tar.gz",
+        "site/node-1/db2/2026-01-01T00-00-00Z.tar.gz",
+        "elsewhere/2026-01-01T00-00-00Z.tar.gz",
+    ];
+    for key in foreign {
+        rclone::put(&s.garage, BUCKET, key, b"not ours to delete");
+    }
+    let policy = "last=2".parse().unwrap();
+    let dry = r.prune(&db, Some(&policy), Tz::UTC, true).await.unwrap();
+    assert_eq!(dry.deleted().count(), 3);
+    assert_eq!(s.objects().len(), days.len() + foreign.len());
+    let report = r.prune(&db, Some(&policy), Tz::UTC, false).await.unwrap();
+    let gone: Vec<&str> = report.deleted().collect();
+    assert_eq!(gone, vec!["2026-01-03T00-00-00Z.tar.gz", "2026-01-02T00-00-00Z.tar.gz", "2026-01-01T00-00-00Z.tar.gz"]);
+    let mut expected: Vec<String> = foreign.iter().map(|s| s.to_string()).collect();
+    expected.extend([
+        "site/node-1/db/2026-01-04T00-00-00Z.tar.gz".into(),
+        "site/node-1/db/2026-01-05T00-00-00Z.tar.gz".into(),
+    ]);
+    expected.sort();
+    assert_eq!(s.objects(), expected);
+    // No policy keeps everything.
+    assert_eq!(r.prune(&db, None, Tz::UTC, false).await.unwrap().deleted().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_refuses_the_newest_strangers_and_everything() {
+    let s = Setup::new();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    for d in ["2026-01-01", "2026-01-02"] {
+        r.upload(&db, &s.archive(&format!("{d}T00-00-00Z.tar.gz"), 10)).await.unwrap();
+    }
+    rclone::put(&s.garage, BUCKET, "site/node-1/db/notes.txt", b"x");
+    for (names, needle) in [
+        (vec!["2026-01-02T00-00-00Z.tar.gz"], "newest"),
+        (vec!["notes.txt"], "not one of the archives"),
+        (vec!["2026-01-01T00-00-00Z.tar.gz", "2026-01-02T00-00-00Z.tar.gz"], "newest"),
+    ] {
+        let names: Vec<String> = names.into_iter().map(String::from).collect();
+        let e = r.delete(&db, &names).await.unwrap_err().to_string();
+        assert!(e.contains("refusing to delete") && e.contains(needle), "{e}");
+    }
+    assert_eq!(s.objects().len(), 3);
+    r.delete(&db, &["2026-01-01T00-00-00Z.tar.gz".to_string()]).await.unwrap();
+    assert_eq!(s.objects(), vec!["site/node-1/db/2026-01-02T00-00-00Z.tar.gz", "site/node-1/db/notes.txt"]);
+}
+
+// ---- age and signatures against the real command-line tools ----
+
+fn tool(cmd: &str) -> Command {
+    let found = Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().unwrap();
+    assert!(found.status.success(), "'{cmd}' is missing: install Debian's package (.ci/run does)");
+    Command::new(cmd)
+}
+
+fn run_with_input(mut cmd: Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn age_keygen(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("age.key");
+    let out = tool("age-keygen").args(["-o", key.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let public =
+        String::from_utf8(tool("age-keygen").args(["-y", key.to_str().unwrap()]).output().unwrap().stdout).unwrap();
+    (key, public.trim().to_string())
+}
+
+fn sample(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn the_age_cli_decrypts_what_db_backup_encrypts() {
+    use db_backup::crypto::encryption::Recipients;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = age_keygen(dir.path());
+    let data = sample(3 * 65536 + 17);
+    let mut w = Recipients::parse(&public).unwrap().encrypt(Vec::new()).unwrap();
+    w.write_all(&data).unwrap();
+    let sealed = w.finish().unwrap();
+    let mut cmd = tool("age");
+    cmd.args(["-d", "-i", key.to_str().unwrap()]);
+    assert_eq!(run_with_input(cmd, &sealed), data);
+}
+
+#[test]
+fn db_backup_decrypts_what_the_age_cli_encrypts() {
+    use db_backup::crypto::encryption::Identities;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = age_keygen(dir.path());
+    let data = sample(200_001);
+    let mut cmd = tool("age");
+    cmd.args(["-r", &public]);
+    let sealed = run_with_input(cmd, &data);
+    let mut plain = Vec::new();
+    Identities::from_file(&key).unwrap().decrypt(&sealed[..], "x.tar.gz.age").unwrap().read_to_end(&mut plain).unwrap();
+    assert_eq!(plain, data);
+}
+
+#[test]
+fn ssh_ed25519_keys_work_as_recipient_and_identity_both_ways() {
+    use db_backup::crypto::encryption::{Identities, Recipients};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let out = tool("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
+    let data = sample(70_000);
+    let mut w = Recipients::parse(&public).unwrap().encrypt(Vec::new()).unwrap();
+    w.write_all(&data).unwrap();
+    let sealed = w.finish().unwrap();
+    let mut cmd = tool("age");
+    cmd.args(["-d", "-i", key.to_str().unwrap()]);
+    assert_eq!(run_with_input(cmd, &sealed), data);
+    let mut cmd = tool("age");
+    cmd.args(["-R", dir.path().join("id_ed25519.pub").to_str().unwrap()]);
+    let sealed = run_with_input(cmd, &data);
+    let mut plain = Vec::new();
+    Identities::from_file(&key).unwrap().decrypt(&sealed[..], "x").unwrap().read_to_end(&mut plain).unwrap();
+    assert_eq!(plain, data);
+}
+
+fn ssh_signing_key(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("signing");
+    let out = tool("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "db-backup signing", "-f", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (key.clone(), std::fs::read_to_string(dir.join("signing.pub")).unwrap().trim().to_string())
+}
+
+const MANIFEST: &[u8] =
+    br#"{"format":1,"service":"db","entries":[{"name":"databases/app.sql","size":3,"sha256":"ab"}]}"#;
+
+#[test]
+fn ssh_keygen_verifies_db_backup_signatures() {
+    use db_backup::crypto::signing::{SigningKey, NAMESPACE};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = ssh_signing_key(dir.path());
+    let sig = SigningKey::from_file(&key).unwrap().sign(MANIFEST).unwrap();
+    let sig_path = dir.path().join("manifest.json.sig");
+    std::fs::write(&sig_path, &sig).unwrap();
+    let allowed = dir.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("backup@example {public}\n")).unwrap();
+    let verify = |data: &[u8]| {
+        let mut cmd = tool("ssh-keygen");
+        cmd.args(["-Y", "verify", "-f", allowed.to_str().unwrap(), "-I", "backup@example", "-n", NAMESPACE, "-s"])
+            .arg(&sig_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        child.wait().unwrap().success()
+    };
+    assert!(verify(MANIFEST));
+    assert!(!verify(&MANIFEST[1..]), "ssh-keygen accepted an altered manifest");
+}
+
+#[test]
+fn db_backup_verifies_ssh_keygen_signatures() {
+    use db_backup::crypto::signing::{SignatureError, TrustedKeys, NAMESPACE};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = ssh_signing_key(dir.path());
+    let mut cmd = tool("ssh-keygen");
+    cmd.args(["-Y", "sign", "-q", "-n", NAMESPACE, "-f", key.to_str().unwrap()]);
+    let sig = run_with_input(cmd, MANIFEST);
+    let trusted = TrustedKeys::parse(&public).unwrap();
+    trusted.verify(MANIFEST, Some(&sig), "a").unwrap();
+    let e = trusted.verify(b"{}", Some(&sig), "a").unwrap_err();
+    assert!(matches!(e, SignatureError::Invalid { .. }), "{e}");
+    // Another namespace (a signature made for something else) is not a manifest signature.
+    let mut cmd = tool("ssh-keygen");
+    cmd.args(["-Y", "sign", "-q", "-n", "file", "-f", key.to_str().unwrap()]);
+    let other = run_with_input(cmd, MANIFEST);
+    assert!(trusted.verify(MANIFEST, Some(&other), "a").is_err());
+}
