@@ -494,3 +494,45 @@ fn db_backup_verifies_ssh_keygen_signatures() {
     let other = run_with_input(cmd, MANIFEST);
     assert!(trusted.verify(MANIFEST, Some(&other), "a").is_err());
 }
+
+/// Resident memory of this process, from /proc (kB → bytes).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB");
+    kb.trim().parse::<u64>().unwrap() * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploading_1_gib_adds_at_most_the_parts_in_flight_to_memory() {
+    let s = Setup::new();
+    let path = s.files.path().join("2026-01-01T00-00-00Z.tar.gz");
+    let mut src = std::fs::File::open("/dev/urandom").unwrap().take(1 << 30);
+    std::io::copy(&mut src, &mut std::fs::File::create(&path).unwrap()).unwrap();
+    let r = s.remote();
+    let db = service("node-1", "db", &r);
+    r.probe().await.unwrap();
+    let baseline = rss_bytes();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let stop = std::sync::Arc::clone(&stop);
+        move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(rss_bytes());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        }
+    });
+    let started = std::time::Instant::now();
+    let up = r.upload(&db, &path).await.unwrap();
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    let grown = peak.saturating_sub(baseline);
+    eprintln!("1 GiB upload: {took:?}, {} parts, RSS {} MiB -> peak {} MiB", up.parts, baseline >> 20, peak >> 20);
+    assert_eq!(up.size, 1 << 30);
+    assert!(up.parts <= 1000);
+    // Parts in flight (2 × 5 MiB) plus the one being read, plus the HTTP client's buffers.
+    assert!(grown < 24 << 20, "memory grew by {} MiB during the upload", grown >> 20);
+}

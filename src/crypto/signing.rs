@@ -8,6 +8,13 @@
 //! or `DB_BACKUP_SIGNING_PUBLIC_KEYS_FILE`, one per line), so restoring another host's archives
 //! needs no secret. The signature is the standard armored format: `ssh-keygen -Y verify` checks
 //! it without db-backup.
+//!
+//! Key creation: `ssh-keygen -t ed25519 -N '' -C "db-backup $(hostname)" -f signing.key` on the
+//! backing-up host (mount `signing.key` as a secret; hand out `signing.key.pub`). Rotation: create
+//! the new pair, add the new public key to every restoring host's list next to the old one, switch
+//! the signing key, and drop the old public key only once no archive signed with it is kept
+//! (local and remote retention). A lost or leaked key: remove its public key everywhere at once;
+//! archives it signed are then refused unless `--allow-unsigned`.
 
 use std::fmt;
 use std::path::Path;

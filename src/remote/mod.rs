@@ -3,7 +3,8 @@
 //!
 //! - [`config`] reads the environment once into typed values (secrets never print);
 //! - [`names`] decides which keys are ours; [`parts`] sizes multipart uploads and predicts ETags;
-//! - [`journal`] remembers open multipart uploads so none is left behind;
+//! - [`journal`] remembers open multipart uploads so none is left behind; [`sync`] says what to
+//!   upload when catching up;
 //! - [`Remote`] talks to the bucket: [`upload`](Remote::upload) (streamed, checked afterwards),
 //!   [`list`](Remote::list), [`download`](Remote::download), [`delete`](Remote::delete) and
 //!   [`prune`](Remote::prune) with the same guards as local retention.
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod names;
 pub mod parts;
 mod prune;
+pub mod sync;
 mod upload;
 
 use std::path::Path;

@@ -10,7 +10,7 @@ pub const MIN_PART_SIZE: u64 = 5 * MIB;
 /// Some S3-compatible providers stop at 1,000 parts per upload (AWS allows 10,000).
 pub const MAX_PARTS: u64 = 1000;
 /// Bytes of parts held in memory at once, across the parts being sent.
-pub const IN_FLIGHT_BUDGET: u64 = 16 * MIB;
+pub const IN_FLIGHT_BUDGET: u64 = 12 * MIB;
 
 /// Part size for a file of `len` bytes: 5 MiB, or more (whole MiB) so that no upload needs more
 /// than [`MAX_PARTS`] parts.
@@ -24,9 +24,9 @@ pub fn part_count(len: u64) -> u64 {
     len.div_ceil(part_size(len)).max(1)
 }
 
-/// Parts sent at once: as many as fit in [`IN_FLIGHT_BUDGET`], at least one, at most three.
+/// Parts sent at once: as many as fit in [`IN_FLIGHT_BUDGET`], at least one, at most two.
 pub fn parts_in_flight(len: u64) -> usize {
-    (IN_FLIGHT_BUDGET / part_size(len)).clamp(1, 3) as usize
+    (IN_FLIGHT_BUDGET / part_size(len)).clamp(1, 2) as usize
 }
 
 /// The ETag expected for a body, fed in order, cut at `part_size` boundaries when `multipart`.
