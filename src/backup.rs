@@ -50,6 +50,8 @@ pub enum BackupError {
     Aborted,
     #[error("the archive written does not read back whole: {0}")]
     Verify(String),
+    #[error("{} kept locally, upload failed: {message}", .archive.display())]
+    Upload { archive: PathBuf, message: String },
 }
 
 impl BackupError {
@@ -120,6 +122,16 @@ pub async fn backup(
                 }
             }
             Err(e) => tracing::error!(service = %spec.service, "retention failed, nothing more deleted: {e}"),
+        }
+    }
+    // Offsite only after the local archive is verified and named; its failure keeps the archive.
+    if let Some(config) = &settings.remote {
+        let uploaded = match crate::offsite::Offsite::connect(config, store.root(), Some(docker)).await {
+            Ok(offsite) => offsite.catch_up(store, &spec.service, spec.keep.as_ref(), settings.zone).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(message) = uploaded {
+            return Err(BackupError::Upload { archive: outcome.archive, message });
         }
     }
     Ok(outcome)

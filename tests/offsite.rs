@@ -2,6 +2,7 @@
 //! encryption / signatures against the real `age` and `ssh-keygen` tools. What the bucket holds is
 //! checked with an independent client (rclone), never only through db-backup's own code.
 
+mod common;
 #[path = "offsite/garage.rs"]
 mod garage;
 #[path = "offsite/proxy.rs"]
@@ -535,4 +536,139 @@ async fn uploading_1_gib_adds_at_most_the_parts_in_flight_to_memory() {
     assert!(up.parts <= 1000);
     // Parts in flight (2 × 5 MiB) plus the one being read, plus the HTTP client's buffers.
     assert!(grown < 24 << 20, "memory grew by {} MiB during the upload", grown >> 20);
+}
+
+// ---- the db-backup binary with a real database, a real Garage, and the remote configured ----
+
+/// The environment that points db-backup at `endpoint` (Garage or a proxy before it).
+fn remote_env(endpoint: &str, key: &Key) -> Vec<(&'static str, String)> {
+    vec![
+        ("DB_BACKUP_REMOTE", format!("s3://{BUCKET}/site")),
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_REGION", garage::REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", key.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+        ("DB_BACKUP_HOST", "old-host".to_string()),
+    ]
+}
+
+fn run_with(backups: &common::Backups, env: &[(&'static str, String)], args: &[&str]) -> common::Run {
+    let mut cmd = backups.command(args);
+    // The machine's own AWS_* settings must not leak into the test's configuration.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().expect("run db-backup");
+    let run = common::Run::from(out);
+    common::record_output(&format!("db-backup {}", args.join(" ")), &run.all());
+    run
+}
+
+fn assert_no_credentials(run: &common::Run, key: &Key) {
+    for secret in [&key.id, &key.secret] {
+        assert!(!run.all().contains(secret.as_str()), "output leaks a credential:\n{}", run.all());
+    }
+}
+
+const FILL: &str = "CREATE DATABASE shop; \\c shop\nCREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;";
+
+#[test]
+fn postgres_round_trip_through_the_remote_into_a_host_that_never_ran_the_service() {
+    common::require_image(common::PG_IMAGE);
+    let g = Garage::start(BUCKET);
+    let svc = common::unique("pgoff");
+    let db = common::postgres(&svc, &["POSTGRES_PASSWORD=pg-secret-off"], &[]);
+    common::psql(&db, "postgres", FILL);
+    let env = remote_env(&g.endpoint(), &g.key);
+    let old_host = common::Backups::new();
+    let run = run_with(&old_host, &env, &["backup", &svc]).ok();
+    assert_no_credentials(&run, &g.key);
+    let archive = common::name_of(&old_host.archives(&svc)[0]);
+    assert_eq!(rclone::objects(&g, BUCKET), vec![format!("site/old-host/{svc}/{archive}")]);
+    let listed = run_with(&old_host, &env, &["list", "--remote"]).ok();
+    assert!(listed.stdout.contains(&format!("host old-host service {svc}: 1 archive(s)")), "{}", listed.stdout);
+    assert!(listed.stdout.contains(&archive), "{}", listed.stdout);
+
+    // A new host: empty backup root, another host name, a fresh server.
+    let new_host = common::Backups::new();
+    let fresh = common::Container::start(
+        common::Spec::new(common::PG_IMAGE, &common::unique("dbb-pg-fresh")).env("POSTGRES_PASSWORD=other-secret-off"),
+    );
+    fresh.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
+    let mut env_new = env.clone();
+    env_new.retain(|(k, _)| *k != "DB_BACKUP_HOST");
+    env_new.push(("DB_BACKUP_HOST", "new-host".to_string()));
+    let restored = run_with(
+        &new_host,
+        &env_new,
+        &["restore", &svc, "--from", "remote", "--host", "old-host", "--into", &fresh.name, "--no-safety-backup"],
+    )
+    .ok();
+    assert_no_credentials(&restored, &g.key);
+    assert_eq!(
+        common::psql(&fresh, "shop", "SELECT count(*), sum(id) FROM items"),
+        "500|125250\n",
+        "{}",
+        restored.all()
+    );
+    assert_eq!(common::name_of(&new_host.archives(&svc)[0]), archive, "downloaded into the service's directory");
+    assert!(new_host.files(&svc).iter().all(|f| !common::name_of(f).ends_with(".partial")));
+}
+
+#[test]
+fn endpoint_down_at_upload_keeps_the_archive_fails_the_run_and_sync_catches_up() {
+    common::require_image(common::PG_IMAGE);
+    let g = Garage::start(BUCKET);
+    let p = proxy::Proxy::start(g.s3_port);
+    let svc = common::unique("pgdown");
+    let db = common::postgres(&svc, &["POSTGRES_PASSWORD=pg-secret-down"], &[]);
+    common::psql(&db, "postgres", FILL);
+    let env = remote_env(&p.endpoint(), &g.key);
+    let backups = common::Backups::new();
+    p.cut(true);
+    let failed = run_with(&backups, &env, &["backup", &svc]);
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(failed.stderr.contains("kept locally, upload failed: remote s3://"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("cannot reach"), "{}", failed.stderr);
+    assert_no_credentials(&failed, &g.key);
+    assert_eq!(backups.archives(&svc).len(), 1, "the local archive is kept");
+    assert!(rclone::objects(&g, BUCKET).is_empty());
+
+    p.up();
+    let synced = run_with(&backups, &env, &["sync", &svc]).ok();
+    assert!(synced.stdout.contains("uploaded 1 archive(s)"), "{}", synced.stdout);
+    let archive = common::name_of(&backups.archives(&svc)[0]);
+    assert_eq!(rclone::objects(&g, BUCKET), vec![format!("site/old-host/{svc}/{archive}")]);
+    let again = run_with(&backups, &env, &["sync", &svc]).ok();
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    // The next run uploads its own archive (and nothing twice).
+    std::thread::sleep(Duration::from_millis(1100));
+    run_with(&backups, &env, &["backup", &svc]).ok();
+    assert_eq!(rclone::objects(&g, BUCKET).len(), 2);
+    assert!(rclone::multipart_uploads(&g, BUCKET).is_empty());
+}
+
+#[test]
+fn check_reports_a_missing_bucket_and_bad_credentials_without_secrets() {
+    let g = Garage::start(BUCKET);
+    let backups = common::Backups::new();
+    let mut env = remote_env(&g.endpoint(), &g.key);
+    env.push(("DB_BACKUP_SCOPE", format!("dbb-scope={}", common::unique("none"))));
+    let ok = run_with(&backups, &env, &["check"]);
+    assert!(ok.stdout.contains(&format!("ok: remote s3://{BUCKET}/site answers")), "{}", ok.all());
+    env[0].1 = "s3://no-such-bucket".into();
+    let missing = run_with(&backups, &env, &["check"]);
+    assert_eq!(missing.code, 1, "{}", missing.all());
+    assert!(missing.stdout.contains("bucket 'no-such-bucket' does not exist"), "{}", missing.all());
+    env[0].1 = format!("s3://{BUCKET}");
+    env[4].1 = "wrong-secret-value".into();
+    let denied = run_with(&backups, &env, &["check"]);
+    assert_eq!(denied.code, 1, "{}", denied.all());
+    assert!(denied.stdout.contains("access denied"), "{}", denied.all());
+    assert!(!denied.all().contains("wrong-secret-value"));
+    assert_no_credentials(&denied, &g.key);
+    env[0].1 = "gs://bucket".into();
+    let scheme = run_with(&backups, &env, &["check"]);
+    assert_eq!(scheme.code, 2, "{}", scheme.all());
+    assert!(scheme.stderr.contains("DB_BACKUP_REMOTE: unknown scheme 'gs'"), "{}", scheme.all());
 }

@@ -85,6 +85,14 @@ impl HostName {
     }
 }
 
+impl std::str::FromStr for HostName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        HostName::parse(s)
+    }
+}
+
 impl fmt::Display for HostName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -17,6 +17,18 @@ impl Remote {
     /// Downloads archive `name` of the service into `dir`, returning the final path. Refuses to
     /// replace an existing file; a `.partial` left by an earlier attempt is replaced.
     pub async fn download(&self, prefix: &ServicePrefix, name: &str, dir: &Path) -> Result<PathBuf, RemoteError> {
+        self.download_verified(prefix, name, dir, |_| Ok(())).await
+    }
+
+    /// As [`Remote::download`], and `check` (e.g. the archive's own verification) must accept the
+    /// `.partial` file before it gets its name.
+    pub async fn download_verified(
+        &self,
+        prefix: &ServicePrefix,
+        name: &str,
+        dir: &Path,
+        check: impl FnOnce(&Path) -> Result<(), String> + Send + 'static,
+    ) -> Result<PathBuf, RemoteError> {
         let key = prefix.key(name).ok_or_else(|| {
             self.redactor.refused(format!("download '{}'", name.escape_debug()), "not one of our archive names")
         })?;
@@ -25,7 +37,15 @@ impl Remote {
             return Err(self.redactor.refused(format!("download {key}"), format!("{} already exists", dest.display())));
         }
         let partial = partial_of(&dest);
-        let result = self.fetch_into(&key, &partial).await;
+        let mut result = self.fetch_into(&key, &partial).await;
+        if result.is_ok() {
+            let p = partial.clone();
+            result = match tokio::task::spawn_blocking(move || check(&p)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(detail)) => Err(self.redactor.mismatch(&key, &partial, detail)),
+                Err(e) => Err(self.redactor.mismatch(&key, &partial, format!("the check stopped: {e}"))),
+            };
+        }
         if let Err(e) = result {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(e);

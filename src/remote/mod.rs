@@ -39,8 +39,7 @@ pub use names::{parse_object_name, ServicePrefix};
 pub use prune::RemotePruneReport;
 pub use upload::Uploaded;
 
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
+use crate::vocab::{ArchiveKind, ServiceName};
 use error::Redactor;
 use journal::Journal;
 

@@ -5,9 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::config::{HostName, RemoteUrl};
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
 use crate::store::parse_archive_name;
+use crate::vocab::{ArchiveKind, ServiceName};
 
 /// The suffix of an age-encrypted archive: `<stamp>.tar.gz.age`.
 pub const AGE_SUFFIX: &str = ".age";

@@ -7,8 +7,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 
 use super::{Remote, RemoteArchive, RemoteError, ServicePrefix};
-use crate::manifest::ArchiveKind;
 use crate::retention::{plan, Candidate, Decision, KeepPolicy};
+use crate::vocab::ArchiveKind;
 
 #[derive(Debug)]
 pub struct RemotePruneReport {
