@@ -672,3 +672,29 @@ fn check_reports_a_missing_bucket_and_bad_credentials_without_secrets() {
     assert_eq!(scheme.code, 2, "{}", scheme.all());
     assert!(scheme.stderr.contains("DB_BACKUP_REMOTE: unknown scheme 'gs'"), "{}", scheme.all());
 }
+
+#[test]
+fn mariadb_round_trip_through_the_remote_into_an_empty_root() {
+    common::require_image(common::MARIADB_IMAGE);
+    let g = Garage::start(BUCKET);
+    let svc = common::unique("myoff");
+    let source = common::mariadb(common::MARIADB_IMAGE, &svc, &["MARIADB_ROOT_PASSWORD=my-secret-off"], &[]);
+    common::mysql(&source, "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT); INSERT INTO shop.items VALUES (1, 'a'), (2, 'b'), (3, 'c');");
+    let env = remote_env(&g.endpoint(), &g.key);
+    let old_host = common::Backups::new();
+    run_with(&old_host, &env, &["backup", &svc]).ok();
+    let archive = common::name_of(&old_host.archives(&svc)[0]);
+    assert_eq!(rclone::objects(&g, BUCKET), vec![format!("site/old-host/{svc}/{archive}")]);
+
+    let fresh = common::Container::start(
+        common::Spec::new(common::MARIADB_IMAGE, &common::unique("dbb-my-fresh"))
+            .env("MARIADB_ROOT_PASSWORD=another-secret-off"),
+    );
+    fresh.wait_until("mariadb-admin ping --silent", Duration::from_secs(90));
+    let new_host = common::Backups::new();
+    let out =
+        run_with(&new_host, &env, &["restore", &svc, "--from", "remote", "--archive", &archive, "--into", &fresh.name])
+            .ok();
+    assert_no_credentials(&out, &g.key);
+    assert_eq!(common::mysql(&fresh, "SELECT COUNT(*), SUM(id) FROM shop.items").trim(), "3\t6", "{}", out.all());
+}
