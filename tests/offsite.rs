@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use db_backup::labels::ServiceName;
 use db_backup::remote::{self, HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
 use garage::{Garage, Key};
+use rclone::rclone_env;
 
 const BUCKET: &str = "dbb-offsite";
 
@@ -496,48 +497,6 @@ fn db_backup_verifies_ssh_keygen_signatures() {
     assert!(trusted.verify(MANIFEST, Some(&other), "a").is_err());
 }
 
-/// Resident memory of this process, from /proc (kB → bytes).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB");
-    kb.trim().parse::<u64>().unwrap() * 1024
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploading_1_gib_adds_at_most_the_parts_in_flight_to_memory() {
-    let s = Setup::new();
-    let path = s.files.path().join("2026-01-01T00-00-00Z.tar.gz");
-    let mut src = std::fs::File::open("/dev/urandom").unwrap().take(1 << 30);
-    std::io::copy(&mut src, &mut std::fs::File::create(&path).unwrap()).unwrap();
-    let r = s.remote();
-    let db = service("node-1", "db", &r);
-    r.probe().await.unwrap();
-    let baseline = rss_bytes();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let stop = std::sync::Arc::clone(&stop);
-        move || {
-            let mut peak = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                peak = peak.max(rss_bytes());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        }
-    });
-    let started = std::time::Instant::now();
-    let up = r.upload(&db, &path).await.unwrap();
-    let took = started.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let peak = sampler.join().unwrap();
-    let grown = peak.saturating_sub(baseline);
-    eprintln!("1 GiB upload: {took:?}, {} parts, RSS {} MiB -> peak {} MiB", up.parts, baseline >> 20, peak >> 20);
-    assert_eq!(up.size, 1 << 30);
-    assert!(up.parts <= 1000);
-    // Parts in flight (2 × 5 MiB) plus the one being read, plus the HTTP client's buffers.
-    assert!(grown < 24 << 20, "memory grew by {} MiB during the upload", grown >> 20);
-}
-
 // ---- the db-backup binary with a real database, a real Garage, and the remote configured ----
 
 /// The environment that points db-backup at `endpoint` (Garage or a proxy before it).
@@ -697,4 +656,73 @@ fn mariadb_round_trip_through_the_remote_into_an_empty_root() {
             .ok();
     assert_no_credentials(&out, &g.key);
     assert_eq!(common::mysql(&fresh, "SELECT COUNT(*), SUM(id) FROM shop.items").trim(), "3\t6", "{}", out.all());
+}
+
+/// Runs `cmd` under GNU time: (peak RSS in bytes, wall seconds).
+fn measured(cmd: Command) -> (u64, f64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-f", "%M %e", "-o"]).arg(report.path()).arg(program).args(args);
+    for (k, v) in envs {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = timed.output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let mut fields = text.split_whitespace();
+    let kb: u64 = fields.next().unwrap().parse().unwrap();
+    let secs: f64 = fields.next().unwrap().parse().unwrap();
+    (kb * 1024, secs)
+}
+
+/// The benchmark of the issue: `db-backup sync` of a 1 GiB archive against `rclone copyto` of the
+/// same file to the same Garage. Best of two runs each (the machine is shared).
+#[test]
+fn uploading_a_1_gib_archive_stays_within_32_mib_and_close_to_rclone() {
+    let g = Garage::start(BUCKET);
+    let backups = common::Backups::new();
+    let svc = "bench";
+    let dir = backups.root().join(svc);
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "2026-01-01T00-00-00Z.tar.gz";
+    let path = dir.join(name);
+    let mut src = std::fs::File::open("/dev/urandom").unwrap().take(1 << 30);
+    std::io::copy(&mut src, &mut std::fs::File::create(&path).unwrap()).unwrap();
+    // Random bytes are no archive: record it as verified so that only the upload is measured.
+    let record =
+        format!("{{\"{name}\": {{\"ok\": true, \"problem\": null, \"checked_at\": \"2026-01-01T00:00:00Z\"}}}}");
+    std::fs::write(dir.join(".verify.json"), record).unwrap();
+    let env = remote_env(&g.endpoint(), &g.key);
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for round in 0..2 {
+        let _ = rclone::rclone(&g, &["deletefile", &format!("g:{BUCKET}/site/old-host/{svc}/{name}")]);
+        let mut cmd = backups.command(&["sync", svc]);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        ours.push(measured(cmd));
+        let mut cmd = Command::new("rclone");
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("RCLONE_")) {
+            cmd.env_remove(k);
+        }
+        cmd.args(["copyto", path.to_str().unwrap(), &format!("g:{BUCKET}/rclone/{round}")]);
+        for (k, v) in rclone_env(&g) {
+            cmd.env(k, v);
+        }
+        theirs.push(measured(cmd));
+    }
+    assert_eq!(rclone::objects(&g, BUCKET).len(), 3);
+    let best = |v: &[(u64, f64)]| v.iter().map(|m| m.1).fold(f64::MAX, f64::min);
+    let peak = ours.iter().map(|m| m.0).max().unwrap();
+    eprintln!("1 GiB: db-backup sync {ours:?} (peak RSS bytes, s); rclone copyto {theirs:?}");
+    assert!(peak <= 32 << 20, "db-backup sync peaked at {} MiB", peak >> 20);
+    assert!(best(&ours) <= 1.2 * best(&theirs), "db-backup {:.1} s vs rclone {:.1} s", best(&ours), best(&theirs));
 }

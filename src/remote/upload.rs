@@ -31,7 +31,7 @@ pub struct Uploaded {
     pub etag: String,
 }
 
-type PartTask = JoinHandle<Result<(usize, PartId), object_store::Error>>;
+type PartTask = JoinHandle<Result<(usize, PartId, Bytes), object_store::Error>>;
 
 impl Remote {
     /// Uploads `file` (named like one of our archives) into the service's folder, replacing an
@@ -126,21 +126,28 @@ impl Remote {
     ) -> Result<Vec<PartId>, RemoteError> {
         let size = parts::part_size(len);
         let count = parts::part_count(len) as usize;
-        let mut f = tokio::fs::File::open(file).await.map_err(|e| Redactor::local(file, e))?;
+        let mut f = Some(std::fs::File::open(file).map_err(|e| Redactor::local(file, e))?);
         let mut ids = Vec::with_capacity(count);
+        // Part buffers come back once their request is done and are filled again: the memory of
+        // an upload stays at a few parts, whatever the allocator would keep of fresh ones.
+        let mut spare: Vec<BytesMut> = Vec::new();
         for idx in 0..count {
-            let body =
-                read_part(&mut f, size.min(len - idx as u64 * size)).await.map_err(|e| Redactor::local(file, e))?;
+            let (back, body) = read_part_blocking(f.take(), size.min(len - idx as u64 * size), spare.pop())
+                .await
+                .map_err(|e| Redactor::local(file, e))?;
+            f = Some(back);
             md5s.push(Md5::digest(&body).into());
             running.push_back(spawn_part(&self.s3, location, upload_id, idx, body));
             if running.len() >= parts::parts_in_flight(len) {
                 if let Some(task) = running.pop_front() {
-                    ids.push(self.finish_part(task, location, md5s).await?);
+                    let (id, body) = self.finish_part(task, location, md5s).await?;
+                    ids.push(id);
+                    spare.extend(body.try_into_mut().ok());
                 }
             }
         }
         while let Some(task) = running.pop_front() {
-            ids.push(self.finish_part(task, location, md5s).await?);
+            ids.push(self.finish_part(task, location, md5s).await?.0);
         }
         Ok(ids)
     }
@@ -151,9 +158,9 @@ impl Remote {
         task: PartTask,
         location: &ObjectPath,
         md5s: &[[u8; 16]],
-    ) -> Result<PartId, RemoteError> {
+    ) -> Result<(PartId, Bytes), RemoteError> {
         let key = location.as_ref();
-        let (idx, part) = match task.await {
+        let (idx, part, body) = match task.await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(self.redactor.classify("upload", key, e)),
             Err(e) => return Err(self.redactor.refused(format!("upload {key}"), format!("the part task failed: {e}"))),
@@ -167,7 +174,7 @@ impl Remote {
                 detail: format!("part {} arrived as MD5 {got}, sent {sent}", idx + 1),
             });
         }
-        Ok(part)
+        Ok((part, body))
     }
 
     /// Completes the upload; returns the ETag it must have. If the answer is lost but the object
@@ -258,11 +265,30 @@ async fn read_part(f: &mut tokio::fs::File, len: u64) -> std::io::Result<Bytes> 
     Ok(buf.freeze())
 }
 
+/// Reads the next `len` bytes of `f` into `spare` (or a new buffer) on a blocking thread, straight
+/// into the buffer (tokio's file adds a copy through its own).
+async fn read_part_blocking(
+    f: Option<std::fs::File>,
+    len: u64,
+    spare: Option<BytesMut>,
+) -> std::io::Result<(std::fs::File, Bytes)> {
+    let mut f = f.ok_or_else(|| std::io::Error::other("the file was lost by an earlier read"))?;
+    let mut buf = spare.unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        buf.clear();
+        buf.resize(len as usize, 0);
+        std::io::Read::read_exact(&mut f, &mut buf)?;
+        Ok((f, buf.freeze()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 fn spawn_part(s3: &Arc<AmazonS3>, location: &ObjectPath, upload_id: &str, idx: usize, body: Bytes) -> PartTask {
     let (s3, location, upload_id) = (Arc::clone(s3), location.clone(), upload_id.to_string());
     tokio::spawn(async move {
-        let part = s3.put_part(&location, &upload_id, idx, PutPayload::from(body)).await?;
-        Ok((idx, part))
+        let part = s3.put_part(&location, &upload_id, idx, PutPayload::from(body.clone())).await?;
+        Ok((idx, part, body))
     })
 }
 

@@ -6,23 +6,30 @@ use std::process::{Command, Output};
 
 use super::garage::{Garage, REGION};
 
+/// rclone's configuration for this Garage, as environment variables.
+pub fn rclone_env(g: &Garage) -> Vec<(String, String)> {
+    [
+        ("RCLONE_CONFIG", "/dev/null".to_string()),
+        ("RCLONE_CONFIG_G_TYPE", "s3".into()),
+        ("RCLONE_CONFIG_G_PROVIDER", "Other".into()),
+        ("RCLONE_CONFIG_G_ENDPOINT", g.endpoint()),
+        ("RCLONE_CONFIG_G_REGION", REGION.into()),
+        ("RCLONE_CONFIG_G_ACCESS_KEY_ID", g.key.id.clone()),
+        ("RCLONE_CONFIG_G_SECRET_ACCESS_KEY", g.key.secret.clone()),
+        ("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 pub fn rclone(g: &Garage, args: &[&str]) -> Output {
     let mut cmd = Command::new("rclone");
     // The machine's AWS_* settings (e.g. AWS_CA_BUNDLE) are not this Garage's.
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("RCLONE_")) {
         cmd.env_remove(k);
     }
-    cmd.args(args)
-        .env("RCLONE_CONFIG", "/dev/null")
-        .env("RCLONE_CONFIG_G_TYPE", "s3")
-        .env("RCLONE_CONFIG_G_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_G_ENDPOINT", g.endpoint())
-        .env("RCLONE_CONFIG_G_REGION", REGION)
-        .env("RCLONE_CONFIG_G_ACCESS_KEY_ID", &g.key.id)
-        .env("RCLONE_CONFIG_G_SECRET_ACCESS_KEY", &g.key.secret)
-        .env("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true")
-        .output()
-        .expect("run rclone (Debian package rclone; .ci/run installs it)")
+    cmd.args(args).envs(rclone_env(g)).output().expect("run rclone (Debian package rclone; .ci/run installs it)")
 }
 
 fn ok(g: &Garage, args: &[&str]) -> String {
