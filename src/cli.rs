@@ -78,6 +78,10 @@ pub enum Command {
         /// With `--from remote`: the host whose archives to use (default: this host).
         #[arg(long)]
         host: Option<crate::remote::HostName>,
+        /// Restore even if the manifest's signature is missing or not from a trusted key
+        /// (DB_BACKUP_SIGNING_PUBLIC_KEYS); said loudly.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// List services and their archives.
     List {
@@ -133,6 +137,9 @@ pub enum Command {
         /// Every archive of the service, safety backups included.
         #[arg(long)]
         all: bool,
+        /// Accept archives whose manifest signature is missing or not from a trusted key.
+        #[arg(long)]
+        allow_unsigned: bool,
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,

@@ -33,6 +33,8 @@ pub struct Settings {
     pub alerts: crate::alerting::settings::AlertSettings,
     /// `DB_BACKUP_REMOTE` and the `AWS_*` variables: the offsite copy, if configured.
     pub remote: Option<crate::remote::RemoteConfig>,
+    /// `DB_BACKUP_SIGNING_KEY_FILE`, `DB_BACKUP_SIGNING_PUBLIC_KEYS[_FILE]`: signed manifests.
+    pub signing: crate::crypto::signing::SignaturePolicy,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Settings {
             .transpose()?;
         let alerts = crate::alerting::settings::AlertSettings::from_lookup(&get)?;
         let remote = crate::remote::RemoteConfig::from_lookup(&get).map_err(|e| e.to_string())?;
+        let signing = crate::crypto::signing::SignaturePolicy::from_lookup(&get).map_err(|e| e.to_string())?;
         Ok(Settings {
             root,
             gzip_level,
@@ -94,6 +97,7 @@ impl Settings {
             scope,
             alerts,
             remote,
+            signing,
         })
     }
 }

@@ -23,6 +23,12 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY[_FILE]", "S3 secret key, or a file holding it", "required with a remote"),
     ("DB_BACKUP_HOST", "this host's folder in the remote", "the Docker engine's host name"),
     ("DB_BACKUP_REMOTE_KEEP", "retention in the remote", "the service's keep policy"),
+    ("DB_BACKUP_SIGNING_KEY_FILE", "ed25519 OpenSSH private key that signs every manifest", "unsigned"),
+    (
+        "DB_BACKUP_SIGNING_PUBLIC_KEYS[_FILE]",
+        "trusted ssh-ed25519 public keys; restore and verify require signatures",
+        "none",
+    ),
     ("DB_BACKUP_LOG_FORMAT", "json for one JSON object per log line", "text"),
     ("DB_BACKUP_NOTIFY", "notification URLs (generic+https://, slack://, discord://, ntfy://, smtp://, ...)", "none"),
     ("DB_BACKUP_NOTIFY_FILE", "a file with more notification URLs, one per line", "none"),

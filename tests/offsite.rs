@@ -726,3 +726,78 @@ fn uploading_a_1_gib_archive_stays_within_32_mib_and_close_to_rclone() {
     assert!(peak <= 32 << 20, "db-backup sync peaked at {} MiB", peak >> 20);
     assert!(best(&ours) <= 1.2 * best(&theirs), "db-backup {:.1} s vs rclone {:.1} s", best(&ours), best(&theirs));
 }
+
+#[test]
+fn signed_archives_restore_and_unsigned_foreign_or_altered_ones_are_refused_before_anything_is_touched() {
+    common::require_image(common::PG_IMAGE);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = ssh_signing_key(keys.path());
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_key, _) = ssh_signing_key(other_dir.path());
+    let svc = common::unique("pgsig");
+    let db = common::postgres(&svc, &["POSTGRES_PASSWORD=pg-secret-sig"], &[]);
+    common::psql(&db, "postgres", FILL);
+    let backups = common::Backups::new();
+    let signer = vec![("DB_BACKUP_SIGNING_KEY_FILE", key.to_str().unwrap().to_string())];
+    run_with(&backups, &signer, &["backup", &svc]).ok();
+    let signed = backups.archives(&svc)[0].clone();
+    let listing = common::assert_standard_tar_gz(&signed);
+    assert_eq!(&listing[listing.len() - 2..], ["manifest.json.sig", "manifest.json"]);
+
+    // A host that restores holds only the public key.
+    let verifier = vec![("DB_BACKUP_SIGNING_PUBLIC_KEYS", public.clone())];
+    let ok = run_with(&backups, &verifier, &["verify", &svc]).ok();
+    assert!(ok.all().contains("manifest signed by SHA256:"), "{}", ok.all());
+
+    // Unsigned (no key when it was written) and signed by an untrusted key: refused, nothing touched.
+    std::thread::sleep(Duration::from_millis(1100));
+    run_with(&backups, &[], &["backup", &svc]).ok();
+    std::thread::sleep(Duration::from_millis(1100));
+    run_with(&backups, &[("DB_BACKUP_SIGNING_KEY_FILE", other_key.to_str().unwrap().to_string())], &["backup", &svc])
+        .ok();
+    let archives = backups.archives(&svc);
+    common::psql(&db, "shop", "DELETE FROM items WHERE id > 10");
+    for (archive, needle) in [(&archives[1], "is not signed"), (&archives[2], "which is not a trusted key")] {
+        let name = common::name_of(archive);
+        let refused = run_with(&backups, &verifier, &["restore", &svc, "--archive", &name, "--no-safety-backup"]);
+        assert_eq!(refused.code, 1, "{}", refused.all());
+        assert!(
+            refused.all().contains("refusing to restore, nothing was touched") && refused.all().contains(needle),
+            "{}",
+            refused.all()
+        );
+        assert_eq!(common::psql(&db, "shop", "SELECT count(*) FROM items"), "10\n");
+    }
+
+    // Altered after signing: the entries still match the manifest, the signature does not.
+    let work = tempfile::tempdir().unwrap();
+    let untar = Command::new("tar").arg("-xzf").arg(&signed).arg("-C").arg(work.path()).status().unwrap();
+    assert!(untar.success());
+    let manifest = work.path().join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen("\"image\": \"", "\"image\": \"evil/", 1);
+    std::fs::write(&manifest, text).unwrap();
+    let altered = backups.root().join(&svc).join("2027-01-01T00-00-00Z.tar.gz");
+    let retar =
+        Command::new("tar").arg("-czf").arg(&altered).arg("-C").arg(work.path()).args(&listing).status().unwrap();
+    assert!(retar.success());
+    let refused = run_with(
+        &backups,
+        &verifier,
+        &["restore", &svc, "--archive", "2027-01-01T00-00-00Z.tar.gz", "--no-safety-backup"],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.all().contains("does not match its content"), "{}", refused.all());
+    assert_eq!(common::psql(&db, "shop", "SELECT count(*) FROM items"), "10\n");
+
+    // --allow-unsigned overrides, loudly; the signed archive restores without it.
+    let name = common::name_of(&archives[1]);
+    let forced =
+        run_with(&backups, &verifier, &["restore", &svc, "--archive", &name, "--no-safety-backup", "--allow-unsigned"])
+            .ok();
+    assert!(forced.all().contains("WARNING:") && forced.all().contains("--allow-unsigned"), "{}", forced.all());
+    common::psql(&db, "shop", "DELETE FROM items WHERE id > 10");
+    let name = common::name_of(&signed);
+    let good = run_with(&backups, &verifier, &["restore", &svc, "--archive", &name, "--no-safety-backup"]).ok();
+    assert!(good.all().contains("manifest signed by"), "{}", good.all());
+    assert_eq!(common::psql(&db, "shop", "SELECT count(*) FROM items"), "500\n");
+}

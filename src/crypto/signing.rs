@@ -157,6 +157,59 @@ impl TrustedKeys {
     }
 }
 
+/// The archive entry that holds the manifest's signature, written just before `manifest.json`
+/// (which stays the last entry).
+pub const SIGNATURE_NAME: &str = "manifest.json.sig";
+/// A signature is a few hundred bytes; anything longer is not one of ours.
+pub const MAX_SIGNATURE_LEN: usize = 4096;
+
+/// What the environment says about signatures: the key to sign with (backing-up hosts) and the
+/// keys to trust (every host; a host always trusts its own key). Read once at start.
+#[derive(Debug, Clone, Default)]
+pub struct SignaturePolicy {
+    pub key: Option<std::sync::Arc<SigningKey>>,
+    pub trusted: TrustedKeys,
+}
+
+impl SignaturePolicy {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SignatureError> {
+        let key = match get(KEY_FILE_VAR).filter(|v| !v.trim().is_empty()) {
+            Some(path) => Some(std::sync::Arc::new(SigningKey::from_file(Path::new(path.trim()))?)),
+            None => None,
+        };
+        let mut trusted = TrustedKeys::from_lookup(&get)?;
+        if let Some(k) = &key {
+            trusted = trusted.with(k.public_key());
+        }
+        Ok(SignaturePolicy { key, trusted })
+    }
+
+    /// Signatures are required as soon as any key is trusted.
+    pub fn required(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
+    /// Before anything is touched: `Ok(Some(fingerprint))` for a good signature, `Ok(None)` for
+    /// an unsigned archive where that is allowed (no key configured, or `allow_unsigned`, which
+    /// the caller must report loudly); a missing, unknown or bad signature is an error otherwise.
+    pub fn check(
+        &self,
+        manifest: &[u8],
+        signature: Option<&[u8]>,
+        what: &str,
+        allow_unsigned: bool,
+    ) -> Result<Option<String>, SignatureError> {
+        if !self.required() || (allow_unsigned && signature.is_none()) {
+            return Ok(None);
+        }
+        match self.trusted.verify(manifest, signature, what) {
+            Ok(fingerprint) => Ok(Some(fingerprint)),
+            Err(_) if allow_unsigned => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +274,23 @@ mod tests {
         );
         assert!(TrustedKeys::parse("ssh-rsa AAAA").unwrap_err().contains("not an OpenSSH public key"));
         assert!(TrustedKeys::parse("-----BEGIN OPENSSH PRIVATE KEY-----").unwrap_err().contains("private key"));
+    }
+
+    #[test]
+    fn the_policy_requires_signatures_once_a_key_is_trusted() {
+        let (dir, k) = key();
+        let path = dir.path().join("signing");
+        let p = path.to_str().unwrap().to_string();
+        let signer = SignaturePolicy::from_lookup(|v| (v == KEY_FILE_VAR).then(|| p.clone())).unwrap();
+        assert!(signer.required(), "a signing host trusts its own key");
+        let sig = signer.key.as_ref().unwrap().sign(MANIFEST).unwrap();
+        assert_eq!(signer.check(MANIFEST, Some(sig.as_bytes()), "a", false).unwrap(), Some(k.fingerprint()));
+        assert!(matches!(signer.check(MANIFEST, None, "a", false), Err(SignatureError::Missing { .. })));
+        assert_eq!(signer.check(MANIFEST, None, "a", true).unwrap(), None);
+        let altered = signer.check(b"{}", Some(sig.as_bytes()), "a", false);
+        assert!(matches!(altered, Err(SignatureError::Invalid { .. })));
+        let open = SignaturePolicy::from_lookup(|_| None).unwrap();
+        assert!(!open.required());
+        assert_eq!(open.check(MANIFEST, None, "a", false).unwrap(), None);
     }
 }
