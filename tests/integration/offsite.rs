@@ -2,12 +2,8 @@
 //! encryption / signatures against the real `age` and `ssh-keygen` tools. What the bucket holds is
 //! checked with an independent client (rclone), never only through db-backup's own code.
 
-mod common;
-#[path = "offsite/garage.rs"]
 mod garage;
-#[path = "offsite/proxy.rs"]
 mod proxy;
-#[path = "offsite/rclone.rs"]
 mod rclone;
 
 use std::collections::HashMap;
@@ -17,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common;
 use chrono_tz::Tz;
 use db_backup::labels::ServiceName;
 use db_backup::remote::{self, HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
