@@ -798,3 +798,35 @@ fn signed_archives_restore_and_unsigned_foreign_or_altered_ones_are_refused_befo
     assert!(good.all().contains("manifest signed by"), "{}", good.all());
     assert_eq!(common::psql(&db, "shop", "SELECT count(*) FROM items"), "500\n");
 }
+
+#[test]
+fn the_daemon_reports_a_failed_upload_in_status_and_its_next_run_catches_up() {
+    common::require_image(common::PG_IMAGE);
+    let g = Garage::start(BUCKET);
+    let p = proxy::Proxy::start(g.s3_port);
+    p.cut(true);
+    let backups = common::Backups::new();
+    let env = remote_env(&p.endpoint(), &g.key);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let daemon = common::Daemon::start(&backups, &common::unique("scope"), &env);
+    let svc = common::unique("pgdaemon");
+    let _db = common::postgres(
+        &svc,
+        &["POSTGRES_PASSWORD=pg-secret-daemon"],
+        &[("db-backup.on-startup", "true"), ("db-backup.schedule", "*/10 * * * * *"), daemon.label()],
+    );
+    let failed = common::wait_for(Duration::from_secs(90), "a failed upload in status", || {
+        common::service_status(&backups, &svc).filter(|s| s["last_run"]["ok"] == false)
+    });
+    let detail = failed["last_run"]["detail"].as_str().unwrap_or_default().to_string();
+    assert!(detail.contains("kept locally, upload failed"), "{failed}");
+    assert!(!backups.archives(&svc).is_empty(), "the local archive is kept");
+    assert!(rclone::objects(&g, BUCKET).is_empty());
+    p.up();
+    common::wait_for(Duration::from_secs(90), "the next run to upload what was missing", || {
+        let status = common::service_status(&backups, &svc)?;
+        let local = backups.archives(&svc).len();
+        (status["last_run"]["ok"] == true && rclone::objects(&g, BUCKET).len() >= local.min(2)).then_some(())
+    });
+    assert!(!daemon.log().contains(&g.key.secret) && !daemon.log().contains(&g.key.id));
+}
