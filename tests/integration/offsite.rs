@@ -809,6 +809,9 @@ fn the_daemon_reports_a_failed_upload_in_status_and_its_next_run_catches_up() {
     let env = remote_env(&p.endpoint(), &g.key);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let daemon = common::Daemon::start(&backups, &common::unique("scope"), &env);
+    common::wait_for(Duration::from_secs(30), "the remote problem logged at start", || {
+        daemon.log().contains(&format!("cannot reach {}", p.endpoint())).then_some(())
+    });
     let svc = common::unique("pgdaemon");
     let _db = common::postgres(
         &svc,
