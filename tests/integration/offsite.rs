@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::common;
 use chrono_tz::Tz;
-use db_backup::labels::ServiceName;
 use db_backup::remote::{self, HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
+use db_backup::vocab::ServiceName;
 use garage::{Garage, Key};
 use rclone::rclone_env;
 
