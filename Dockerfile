@@ -34,7 +34,7 @@ RUN set -eux; \
         mkdir -p "/rootfs$(dirname "$lib")"; \
         cp -L "$lib" "/rootfs$lib"; \
     done; \
-    for cmd in backup restore list check status prune verify healthcheck; do \
+    for cmd in backup restore list check status prune verify healthcheck sync; do \
         ln -s db-backup "/rootfs/usr/local/bin/$cmd"; \
     done; \
     rc=0; chroot /rootfs /usr/local/bin/db-backup --version || rc=$?; \

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-images.sh
+# Garage, the S3 server of the offsite tests: built once per machine, cached (minutes the first time).
+scripts/build-garage.sh >/dev/null
 # Every db-backup invocation of the tests appends its output here (tests/common/runner.rs).
 export DBB_TEST_OUTPUT_LOG="$PWD/target/test-output.log"
 mkdir -p target

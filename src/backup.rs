@@ -50,6 +50,8 @@ pub enum BackupError {
     Aborted,
     #[error("the archive written does not read back whole: {0}")]
     Verify(String),
+    #[error("{} kept locally, upload failed: {message}", .archive.display())]
+    Upload { archive: PathBuf, message: String },
 }
 
 impl BackupError {
@@ -110,7 +112,9 @@ pub async fn backup(
     dir.create()
         .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
     let _lock = dir.lock()?;
-    let outcome = backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, shutdown).await?;
+    let signer = settings.signing.key.as_deref();
+    let outcome =
+        backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, signer, shutdown).await?;
     // Retention only ever follows a good backup, in this service's directory, under its lock.
     if let Some(policy) = &spec.keep {
         match crate::prune::apply(&dir, policy, settings.zone, false) {
@@ -120,6 +124,16 @@ pub async fn backup(
                 }
             }
             Err(e) => tracing::error!(service = %spec.service, "retention failed, nothing more deleted: {e}"),
+        }
+    }
+    // Offsite only after the local archive is verified and named; its failure keeps the archive.
+    if let Some(config) = &settings.remote {
+        let uploaded = match crate::offsite::Offsite::connect(config, store.root(), Some(docker)).await {
+            Ok(offsite) => offsite.catch_up(store, &spec.service, spec.keep.as_ref(), settings.zone).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(message) = uploaded {
+            return Err(BackupError::Upload { archive: outcome.archive, message });
         }
     }
     Ok(outcome)
@@ -134,6 +148,7 @@ pub async fn backup_locked(
     spec: &BackupSpec,
     kind: ArchiveKind,
     level: u32,
+    signer: Option<&crate::crypto::signing::SigningKey>,
     shutdown: &Shutdown,
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
@@ -162,7 +177,12 @@ pub async fn backup_locked(
         started_at,
         entries,
     );
-    let bytes_out = sink.finish(manifest.to_json()).await.map_err(aborted)?;
+    let json = manifest.to_json();
+    let signature = signer.map(|key| key.sign(&json)).transpose().map_err(|e| BackupError::Io {
+        context: "signing the manifest".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let bytes_out = sink.finish(json, signature).await.map_err(aborted)?;
     // Read back from disk and proven whole before it gets an archive name.
     verify_written(partial.path()).await?;
     let archive = publish(&dir, partial)?;
@@ -304,7 +324,7 @@ type EntryReply = oneshot::Sender<Result<(EntryInfo, Vec<u8>), ArchiveError>>;
 
 enum SinkCommand {
     Entry { name: String, data: mpsc::Receiver<Bytes>, reply: EntryReply },
-    Finish { manifest: Vec<u8> },
+    Finish { manifest: Vec<u8>, signature: Option<String> },
 }
 
 impl ArchiveSink {
@@ -334,8 +354,8 @@ impl ArchiveSink {
         }
     }
 
-    async fn finish(self, manifest: Vec<u8>) -> Result<u64, BackupError> {
-        let sent = self.commands.send(SinkCommand::Finish { manifest }).await;
+    async fn finish(self, manifest: Vec<u8>, signature: Option<String>) -> Result<u64, BackupError> {
+        let sent = self.commands.send(SinkCommand::Finish { manifest, signature }).await;
         drop(self.commands);
         let joined = self.thread.await.map_err(|e| BackupError::Io {
             context: "the archive writer thread".into(),
@@ -391,7 +411,11 @@ fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCom
                     return Err(ArchiveError::Unusable(name));
                 }
             }
-            SinkCommand::Finish { manifest } => {
+            SinkCommand::Finish { manifest, signature } => {
+                // Before the manifest, which stays the last entry.
+                if let Some(sig) = signature {
+                    writer.append_bytes(crate::crypto::signing::SIGNATURE_NAME, mtime, sig.as_bytes())?;
+                }
                 writer.append_bytes(MANIFEST_NAME, mtime, &manifest)?;
                 return writer.finish();
             }

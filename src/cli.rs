@@ -10,7 +10,7 @@ use crate::vocab::ServiceName;
 /// Commands also installed as their own names (links to the binary in the image), so that
 /// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.
 pub const LINKED_COMMANDS: &[&str] =
-    &["backup", "restore", "list", "check", "status", "prune", "verify", "healthcheck"];
+    &["backup", "restore", "list", "check", "status", "prune", "verify", "healthcheck", "sync"];
 
 /// `restore db` run through a link named `restore` becomes `db-backup restore db`.
 pub fn args_with_command_from_program_name(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -71,6 +71,17 @@ pub enum Command {
         /// Print a JSON report of what happened on stdout (the progress lines go to stderr).
         #[arg(long)]
         json: bool,
+        /// Where the archive comes from: `local` (the backup root) or `remote` (DB_BACKUP_REMOTE:
+        /// downloaded into the service's directory, verified, then restored).
+        #[arg(long, value_enum, default_value = "local")]
+        from: crate::cmd::remote::ArchiveSource,
+        /// With `--from remote`: the host whose archives to use (default: this host).
+        #[arg(long)]
+        host: Option<crate::remote::HostName>,
+        /// Restore even if the manifest's signature is missing or not from a trusted key
+        /// (DB_BACKUP_SIGNING_PUBLIC_KEYS); said loudly.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// List services and their archives.
     List {
@@ -80,6 +91,19 @@ pub enum Command {
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
+        /// What the remote (DB_BACKUP_REMOTE) holds, per host, instead of the local archives.
+        #[arg(long)]
+        remote: bool,
+        /// With `--remote`: only this host's archives.
+        #[arg(long, requires = "remote")]
+        host: Option<crate::remote::HostName>,
+    },
+    /// Upload every verified local archive the remote (DB_BACKUP_REMOTE) lacks, oldest first,
+    /// then apply remote retention.
+    Sync {
+        /// Only this service (default: every service in the backup root).
+        #[arg(value_name = "SERVICE")]
+        service: Option<ServiceName>,
     },
     /// Check the labels of every container, and probe each running one read-only (credentials,
     /// tools, server answering). Exit 2: label problems; 1: a probe failed; 0: all good.
@@ -113,6 +137,9 @@ pub enum Command {
         /// Every archive of the service, safety backups included.
         #[arg(long)]
         all: bool,
+        /// Accept archives whose manifest signature is missing or not from a trusted key.
+        #[arg(long)]
+        allow_unsigned: bool,
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,

@@ -31,6 +31,10 @@ pub struct Settings {
     pub scope: Option<crate::docker::Scope>,
     /// `DB_BACKUP_NOTIFY*`, `DB_BACKUP_STALE_AFTER`, `DB_BACKUP_HTTP_ADDR`.
     pub alerts: crate::alerting::settings::AlertSettings,
+    /// `DB_BACKUP_REMOTE` and the `AWS_*` variables: the offsite copy, if configured.
+    pub remote: Option<crate::remote::RemoteConfig>,
+    /// `DB_BACKUP_SIGNING_KEY_FILE`, `DB_BACKUP_SIGNING_PUBLIC_KEYS[_FILE]`: signed manifests.
+    pub signing: crate::crypto::signing::SignaturePolicy,
 }
 
 impl Settings {
@@ -80,7 +84,21 @@ impl Settings {
             .map(|s| crate::docker::Scope::parse(&s))
             .transpose()?;
         let alerts = crate::alerting::settings::AlertSettings::from_lookup(&get)?;
-        Ok(Settings { root, gzip_level, defaults, max_concurrent, stop_grace, stall_timeout, zone, scope, alerts })
+        let remote = crate::remote::RemoteConfig::from_lookup(&get).map_err(|e| e.to_string())?;
+        let signing = crate::crypto::signing::SignaturePolicy::from_lookup(&get).map_err(|e| e.to_string())?;
+        Ok(Settings {
+            root,
+            gzip_level,
+            defaults,
+            max_concurrent,
+            stop_grace,
+            stall_timeout,
+            zone,
+            scope,
+            alerts,
+            remote,
+            signing,
+        })
     }
 }
 

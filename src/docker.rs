@@ -144,6 +144,12 @@ impl Docker {
         labels
     }
 
+    /// The engine's host name (`GET /info`): the default folder of this host in the remote.
+    pub async fn host_name(&self) -> Result<String, DockerError> {
+        let info = self.inner.info().await.map_err(DockerError::from)?;
+        Ok(info.name.unwrap_or_default())
+    }
+
     /// Answers when the engine is reachable again.
     pub async fn ping(&self) -> Result<(), DockerError> {
         self.inner.ping().await.map(|_| ()).map_err(DockerError::from)

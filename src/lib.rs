@@ -10,16 +10,18 @@
 //!  cmd/*                         one file per command; prints, returns an Exit
 //!  daemon                        the scheduler loop: discovery, one task per service
 //!  restore ─► backup             runs, step by step (a restore's safety backup is a backup)
+//!  offsite                       the remote copy of a service's archives: catch up, fetch
 //!  verify · discovery · config   prove archives · find specs · read the environment
 //!  docker                        exec streams
 //!  labels                        raw labels into a validated BackupSpec
 //!  engine                        what to run in a container, and how to judge it
 //!  status · prune                status file and run journal · retention applied to a service
+//!  remote                        the S3 bucket: our objects, uploads, downloads, remote retention
 //!  store                         everything on disk under the backup root
 //!  manifest · retention          an archive's manifest · keep policies (pure)
 //!  archive                       the streaming .tar.gz format
 //!  gzip                          the codec
-//!  vocab · exit · output · schedule · shutdown · nofollow · logging       leaves
+//!  vocab · exit · output · schedule · shutdown · nofollow · logging · crypto   leaves
 //! ```
 //!
 //! Commands:
@@ -43,6 +45,13 @@
 //!   bollard. [`engine`] describes, per database engine, what to run and how to judge the result,
 //!   and rewrites roles/users for a restore; engines are built from (kind, credentials) and never
 //!   run anything themselves.
+//!
+//! Offsite and trust:
+//! - [`remote`] is the bucket (`[<prefix>/]<host>/<service>/<archive>`): configuration from the
+//!   environment, streamed multipart uploads checked afterwards, a journal so no unfinished upload
+//!   stays, `.partial` downloads, listing and retention of our names only. [`offsite`] joins it to
+//!   the store: upload what the remote lacks after a backup or on `sync`, fetch for a restore.
+//! - [`crypto`] signs manifests (ed25519, OpenSSH's SSHSIG) and encrypts with age (library only).
 //!
 //! The disk:
 //! - [`store`] owns everything under the backup root: [`store::Store::service`] gives a
@@ -76,6 +85,7 @@ pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod discovery;
 pub mod docker;
@@ -92,9 +102,11 @@ pub mod manifest;
 pub mod metrics;
 pub mod nofollow;
 pub mod notify;
+pub mod offsite;
 pub mod output;
 pub mod progress;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod retention;
 pub mod schedule;

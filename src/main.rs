@@ -35,19 +35,38 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     match cli.command {
         Command::Backup { service, json } => cmd::backup::run(&settings, service.as_str(), json).await,
-        Command::Restore { service, archive, into, no_safety_backup, allow_other_container, json } => {
+        Command::Restore {
+            service,
+            archive,
+            into,
+            no_safety_backup,
+            allow_other_container,
+            json,
+            from,
+            host,
+            allow_unsigned,
+        } => {
+            let archive = match cmd::remote::archive_for_restore(&settings, &service, archive, from, host).await? {
+                Ok(archive) => archive,
+                Err(code) => return Ok(code),
+            };
             let service = service.to_string();
+            let safety_backup = !no_safety_backup;
             let request =
-                RestoreRequest { service, archive, into, safety_backup: !no_safety_backup, allow_other_container };
+                RestoreRequest { service, archive, into, safety_backup, allow_other_container, allow_unsigned };
             cmd::restore::run(&settings, request, json).await
         }
-        Command::List { service, json } => cmd::list::run(&settings, service.as_ref(), json).await,
+        Command::List { service, json, remote: true, host } => {
+            cmd::remote::list(&settings, service.as_ref(), host.as_ref(), json).await
+        }
+        Command::List { service, json, .. } => cmd::list::run(&settings, service.as_ref(), json).await,
+        Command::Sync { service } => cmd::remote::sync(&settings, service.as_ref()).await,
         Command::Check { json, labels_only } => cmd::check::run(&settings, json, labels_only).await,
         Command::Prune { service, dry_run, json } => {
             cmd::prune::run(&settings, service.as_ref(), cmd::prune::Options { dry_run, json }).await
         }
-        Command::Verify { service, archive, all, json } => {
-            let options = cmd::verify::Options { archive: archive.as_deref(), all, json };
+        Command::Verify { service, archive, all, json, allow_unsigned } => {
+            let options = cmd::verify::Options { archive: archive.as_deref(), all, json, allow_unsigned };
             cmd::verify::run(&settings, &service, options).await
         }
         Command::Run => cmd::run::run(settings).await,

@@ -48,6 +48,8 @@ pub struct RestoreRequest {
     pub safety_backup: bool,
     /// Restore a safety archive into a container other than the one it was taken from.
     pub allow_other_container: bool,
+    /// Restore an archive whose manifest signature is missing or wrong (said loudly).
+    pub allow_unsigned: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,8 @@ pub async fn restore(
     let (archive, manifest) =
         choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), report, shutdown).await?;
     crate::verify::check_replayable(&archive, &manifest)
+        .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
+    crate::verify::announce_signature(&archive, &settings.signing, req.allow_unsigned, |line| report.say(line))
         .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
     let archive_name = file_name(&archive);
     report.archive = Some(archive_name.clone());
@@ -252,7 +256,8 @@ async fn safety_backup(
     shutdown: &Shutdown,
 ) -> Result<String, RestoreError> {
     let everything = BackupSpec { databases: None, ..target.clone() };
-    match backup_locked(docker, store, &everything, ArchiveKind::Safety, settings.gzip_level, shutdown).await {
+    let signer = settings.signing.key.as_deref();
+    match backup_locked(docker, store, &everything, ArchiveKind::Safety, settings.gzip_level, signer, shutdown).await {
         Ok(outcome) => Ok(file_name(&outcome.archive)),
         Err(BackupError::Aborted) => Err(RestoreError::Interrupted {
             state: format!(
@@ -433,7 +438,7 @@ async fn replay(ctx: &Replay<'_>, archive: &Path, report: &mut RestoreReport) ->
             _ = ctx.shutdown.aborted() => return Err(ctx.interrupted(report, None)),
         };
         let Some((name, data)) = next else { break };
-        if name == MANIFEST_NAME {
+        if name == MANIFEST_NAME || name == crate::crypto::signing::SIGNATURE_NAME {
             continue;
         }
         let Some(step) = ctx.steps.iter().find(|s| s.entry == name) else {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::archive::{scan, ArchiveError};
+use crate::crypto::signing::{SignaturePolicy, MAX_SIGNATURE_LEN, SIGNATURE_NAME};
 use crate::engine::{engine_for, Credentials};
 use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::store::records::VerifyRecord;
@@ -22,7 +23,8 @@ pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
     let mismatch = |problem: String| VerifyError::Mismatch { archive: shown.clone(), problem };
     let scanned = scan(path)?;
     let manifest = Manifest::from_json(&scanned.manifest).map_err(mismatch)?;
-    let dumps: Vec<_> = scanned.entries.iter().filter(|(info, _)| info.name != MANIFEST_NAME).collect();
+    let dumps: Vec<_> =
+        scanned.entries.iter().filter(|(info, _)| info.name != MANIFEST_NAME && info.name != SIGNATURE_NAME).collect();
     if dumps.len() != manifest.entries.len() {
         return Err(mismatch(format!(
             "the manifest lists {} entries but the archive holds {}",
@@ -47,6 +49,49 @@ pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
         engine.check_complete(&expected.role, tail).map_err(|why| mismatch(format!("entry '{}': {why}", info.name)))?;
     }
     Ok(manifest)
+}
+
+/// Checks the manifest's signature when signatures are configured (a second read of the archive);
+/// `Ok(Some(fingerprint))` when signed by a trusted key, `Ok(None)` when none is required or
+/// `allow_unsigned` let an unsigned or badly signed archive through.
+pub fn check_signature(
+    path: &Path,
+    policy: &SignaturePolicy,
+    allow_unsigned: bool,
+) -> Result<Option<String>, VerifyError> {
+    if !policy.required() {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let scanned = scan(path)?;
+    let signature = scanned.entries.iter().find(|(info, _)| info.name == SIGNATURE_NAME).map(|(info, tail)| {
+        if info.size as usize <= MAX_SIGNATURE_LEN.min(tail.len()) {
+            tail.clone()
+        } else {
+            Vec::new()
+        }
+    });
+    policy
+        .check(&scanned.manifest, signature.as_deref(), &shown, allow_unsigned)
+        .map_err(|e| VerifyError::Mismatch { archive: shown.clone(), problem: e.to_string() })
+}
+
+/// [`check_signature`], saying who signed, or loudly that an unsigned archive is used anyway.
+pub fn announce_signature(
+    path: &Path,
+    policy: &SignaturePolicy,
+    allow_unsigned: bool,
+    mut say: impl FnMut(String),
+) -> Result<(), VerifyError> {
+    match check_signature(path, policy, allow_unsigned)? {
+        Some(fingerprint) => say(format!("manifest signed by {fingerprint}")),
+        None if policy.required() => say(format!(
+            "WARNING: {} has no valid signature from a trusted key; used anyway because of --allow-unsigned",
+            path.display()
+        )),
+        None => {}
+    }
+    Ok(())
 }
 
 pub fn record_of(result: &Result<Manifest, VerifyError>) -> VerifyRecord {

@@ -1,7 +1,7 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::backup::{backup, BackupOutcome};
+use crate::backup::{backup, BackupError, BackupOutcome};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
@@ -60,6 +60,7 @@ pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Resu
             Ok(outcome)
         }
         Err(e) if e.exit() == Exit::Busy => Err((Exit::Busy, e.to_string())),
+        Err(e @ BackupError::Upload { .. }) => Err((e.exit(), format!("backup of service {service}: {e}"))),
         Err(e) => {
             Store::new(&settings.root).service(&spec.service).remove_if_unused();
             Err((e.exit(), format!("backup of service {service} failed, no archive written: {e}")))

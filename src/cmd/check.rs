@@ -14,7 +14,17 @@ struct Report {
     containers: Vec<ContainerCheck>,
     /// Label problems and refusals (duplicate services), one line each.
     problems: Vec<String>,
+    /// The remote (DB_BACKUP_REMOTE), when configured and probed: `None` means reachable and usable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<RemoteCheck>,
     exit_code: Exit,
+}
+
+#[derive(Debug, Serialize)]
+struct RemoteCheck {
+    url: String,
+    ok: bool,
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,13 +67,21 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
     }
     checks.extend(stopped_found.specs.iter().map(|spec| container_check(spec, false, None)));
     let problems: Vec<String> = found.problems.iter().map(|p| p.to_string()).collect();
-    let probe_failed = checks.iter().any(|c| c.probe.as_ref().is_some_and(|p| !p.ok));
+    let remote = match (&settings.remote, labels_only) {
+        (Some(config), false) => {
+            let error = crate::offsite::probe(config, &settings.root).await;
+            Some(RemoteCheck { url: config.url.to_string(), ok: error.is_none(), error })
+        }
+        _ => None,
+    };
+    let probe_failed =
+        checks.iter().any(|c| c.probe.as_ref().is_some_and(|p| !p.ok)) || remote.as_ref().is_some_and(|r| !r.ok);
     let exit_code = match (problems.is_empty(), probe_failed) {
         (false, _) => Exit::Usage,
         (true, true) => Exit::Failed,
         (true, false) => Exit::Ok,
     };
-    let report = Report { containers: checks, problems, exit_code };
+    let report = Report { containers: checks, problems, remote, exit_code };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -119,6 +137,11 @@ fn print_text(report: &Report, labels_only: bool) {
     }
     for problem in &report.problems {
         println!("error: {problem}");
+    }
+    match &report.remote {
+        Some(r) if r.ok => println!("ok: remote {} answers", r.url),
+        Some(r) => println!("remote failed: {}", r.error.as_deref().unwrap_or_default()),
+        None => {}
     }
     let failed = report.containers.iter().filter(|c| c.probe.as_ref().is_some_and(|p| !p.ok)).count();
     println!(

@@ -5,6 +5,7 @@ pub mod check;
 pub mod healthcheck;
 pub mod list;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod status;

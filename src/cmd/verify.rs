@@ -14,6 +14,7 @@ pub struct Options<'a> {
     pub archive: Option<&'a str>,
     pub all: bool,
     pub json: bool,
+    pub allow_unsigned: bool,
 }
 
 /// One archive's result, for `--json`.
@@ -54,7 +55,13 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
     let mut records = Vec::new();
     for a in &chosen {
         let path = a.path.clone();
-        let result = tokio::task::spawn_blocking(move || verify_archive(&path)).await?;
+        let (policy, allow_unsigned) = (settings.signing.clone(), options.allow_unsigned);
+        let result = tokio::task::spawn_blocking(move || {
+            let manifest = verify_archive(&path)?;
+            crate::verify::announce_signature(&path, &policy, allow_unsigned, |line| eprintln!("{line}"))?;
+            Ok::<_, crate::verify::VerifyError>(manifest)
+        })
+        .await?;
         let checked = match &result {
             Ok(m) => Checked {
                 archive: a.name.clone(),

@@ -15,6 +15,7 @@ mod faults;
 mod labels;
 mod mariadb;
 mod mongo;
+mod offsite;
 mod postgres;
 mod retention;
 mod trust_daemon;
