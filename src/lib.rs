@@ -38,6 +38,7 @@ pub mod nofollow;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod rowcount;
 pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;
