@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod docker;
+pub mod drill;
 pub mod engine;
 pub mod gzip;
 pub mod help;
