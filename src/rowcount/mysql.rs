@@ -8,7 +8,7 @@
 //! `DELIMITER` lines, so an `INSERT` inside a trigger or routine body is not counted as a row.
 //! Inside `VALUES` the scan jumps between quotes and parentheses with `memchr`.
 
-use memchr::{memchr2, memchr3};
+use memchr::{memchr, memchr3};
 
 use super::{push_capped, CountError, RowCounter, TableCounts};
 
@@ -47,7 +47,8 @@ enum State {
         rows: u64,
         depth: u32,
         quote: Option<u8>,
-        escaped: bool,
+        /// The string read so far ends in an odd run of backslashes (the next byte is escaped).
+        odd_backslashes: bool,
     },
 }
 
@@ -120,7 +121,7 @@ impl InsertCounter {
             b'(' if self.head_is(b"INSERT ") || self.head_is(b"REPLACE ") => match values_table(&self.head) {
                 Some(table) => {
                     self.capturing = false;
-                    self.state = State::Values { table, rows: 1, depth: 1, quote: None, escaped: false };
+                    self.state = State::Values { table, rows: 1, depth: 1, quote: None, odd_backslashes: false };
                 }
                 None => self.token_byte(b),
             },
@@ -185,22 +186,20 @@ impl InsertCounter {
 
     /// Scans `VALUES` from `chunk[i..]`; returns where it stopped.
     fn values(&mut self, chunk: &[u8], mut i: usize) -> usize {
-        let State::Values { table, rows, depth, quote, escaped } = &mut self.state else { return i };
-        if *escaped && i < chunk.len() {
-            *escaped = false;
-            i += 1;
-        }
+        let State::Values { table, rows, depth, quote, odd_backslashes } = &mut self.state else { return i };
         while i < chunk.len() {
             if let Some(q) = *quote {
-                let Some(p) = memchr2(q, b'\\', &chunk[i..]) else { return chunk.len() };
+                // Jump to the next quote; it closes the string unless an odd run of backslashes
+                // escapes it (escapes of other bytes, `\"` in JSON, never stop the scan).
+                let span = &chunk[i..];
+                let Some(p) = memchr(q, span) else {
+                    *odd_backslashes = ends_in_odd_backslashes(span, *odd_backslashes);
+                    return chunk.len();
+                };
+                let escaped = ends_in_odd_backslashes(&span[..p], *odd_backslashes);
+                *odd_backslashes = false;
                 i += p + 1;
-                if chunk[i - 1] == b'\\' {
-                    if i < chunk.len() {
-                        i += 1;
-                    } else {
-                        *escaped = true;
-                    }
-                } else {
+                if !escaped {
                     *quote = None;
                 }
             } else if *depth > 0 {
@@ -209,7 +208,10 @@ impl InsertCounter {
                 match chunk[i - 1] {
                     b'(' => *depth += 1,
                     b')' => *depth -= 1,
-                    q => *quote = Some(q),
+                    q => {
+                        *quote = Some(q);
+                        *odd_backslashes = false;
+                    }
                 }
             } else {
                 match chunk[i] {
@@ -302,6 +304,18 @@ impl RowCounter for InsertCounter {
             }
             _ => Ok(self.counts),
         }
+    }
+}
+
+/// Whether `span` ends in an odd number of backslashes, counting `carried` (the parity of the
+/// run that ended the previous chunk) when the whole span is backslashes.
+fn ends_in_odd_backslashes(span: &[u8], carried: bool) -> bool {
+    let run = span.iter().rev().take_while(|&&b| b == b'\\').count();
+    let odd = run % 2 == 1;
+    if run == span.len() {
+        odd != carried
+    } else {
+        odd
     }
 }
 

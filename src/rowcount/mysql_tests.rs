@@ -101,8 +101,8 @@ fn commented_out_inserts_are_not_rows() {
 
 #[test]
 fn strings_with_escaped_quotes_parentheses_and_commas_are_one_value() {
-    let dump = r#"INSERT INTO `t` VALUES ('\'),(\'',1),('\\',2),('a''b),(c',3),("x",4),(_binary 'y',5),(X'28',6);"#;
-    assert_eq!(count(dump), Ok(counts(&[("t", 6)])));
+    let dump = r#"INSERT INTO `t` VALUES ('\'),(\'',1),('\\',2),('a''b),(c',3),("x",4),(_binary 'y',5),(X'28',6),('\\\\\'',7),('\\\\',8);"#;
+    assert_eq!(count(dump), Ok(counts(&[("t", 8)])));
 }
 
 #[test]
