@@ -14,6 +14,7 @@
 pub mod mongo;
 pub mod mysql;
 pub mod postgres;
+mod values_block;
 
 use std::collections::BTreeMap;
 

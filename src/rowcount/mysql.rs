@@ -10,7 +10,7 @@
 
 use memchr::{memchr, memchr3};
 
-use super::{push_capped, CountError, RowCounter, TableCounts};
+use super::{push_capped, values_block, CountError, RowCounter, TableCounts};
 
 const MAX_STATEMENT_HEAD: usize = 1 << 20;
 /// The statements whose head is kept: what they are decides what is counted.
@@ -184,9 +184,54 @@ impl InsertCounter {
         HEADS.iter().any(|h| self.head.len() >= h.len() && self.head[..h.len()].eq_ignore_ascii_case(h))
     }
 
-    /// Scans `VALUES` from `chunk[i..]`; returns where it stopped.
+    /// Scans `VALUES` from `chunk[i..]`, 64 bytes at a time where it can; returns where it
+    /// stopped (the chunk's end, or the end of the rows).
     fn values(&mut self, chunk: &[u8], mut i: usize) -> usize {
-        let State::Values { table, rows, depth, quote, odd_backslashes } = &mut self.state else { return i };
+        while i < chunk.len() && matches!(self.state, State::Values { .. }) {
+            let block = chunk.get(i..i + 64).and_then(|b| <&[u8; 64]>::try_from(b).ok());
+            let outcome = match (block, &mut self.state) {
+                (Some(block), State::Values { rows, depth, quote, odd_backslashes, .. }) if *quote != Some(b'"') => {
+                    let mut scan = values_block::Scan {
+                        depth: *depth,
+                        in_string: quote.is_some(),
+                        odd_backslashes: *odd_backslashes,
+                        rows: *rows,
+                    };
+                    let outcome = values_block::scan(block, &mut scan);
+                    if !matches!(outcome, values_block::Outcome::Unsure) {
+                        (*depth, *rows, *odd_backslashes) = (scan.depth, scan.rows, scan.odd_backslashes);
+                        *quote = scan.in_string.then_some(b'\'');
+                    }
+                    outcome
+                }
+                _ => values_block::Outcome::Unsure,
+            };
+            match outcome {
+                values_block::Outcome::Read => i += 64,
+                values_block::Outcome::Ended(at) => {
+                    self.end_values();
+                    return i + at;
+                }
+                values_block::Outcome::Unsure => {
+                    let end = if block.is_some() { i + 64 } else { chunk.len() };
+                    i = self.values_bytewise(&chunk[..end], i);
+                }
+            }
+        }
+        i
+    }
+
+    /// The rows of the statement are all counted.
+    fn end_values(&mut self) {
+        if let State::Values { table, rows, .. } = &mut self.state {
+            *self.counts.entry(std::mem::take(table)).or_insert(0) += *rows;
+        }
+        self.state = State::Sql;
+    }
+
+    /// The byte-wise path over `chunk[i..]` (the caller may cut `chunk` short).
+    fn values_bytewise(&mut self, chunk: &[u8], mut i: usize) -> usize {
+        let State::Values { depth, quote, odd_backslashes, rows, .. } = &mut self.state else { return i };
         while i < chunk.len() {
             if let Some(q) = *quote {
                 // Jump to the next quote; it closes the string unless an odd run of backslashes
@@ -222,8 +267,7 @@ impl InsertCounter {
                     b',' | b' ' | b'\t' | b'\n' | b'\r' => {}
                     _ => {
                         // The end of the rows (`;`, or a clause such as ON DUPLICATE KEY).
-                        *self.counts.entry(std::mem::take(table)).or_insert(0) += *rows;
-                        self.state = State::Sql;
+                        self.end_values();
                         return i;
                     }
                 }
