@@ -21,7 +21,7 @@ use db_backup::labels::ContainerRef;
 use db_backup::manifest::EntryRole;
 use db_backup::rowcount::{counter_for, TableCounts};
 
-const MY_ROOT_PW: &str = "drill-src-root-pw-1";
+const MY_ROOT_PW: &str = "drill-my-secret-1";
 
 /// A label pair that only this test's drill containers carry.
 fn scope() -> (String, String) {
@@ -63,7 +63,7 @@ fn start_drill(spec: &DrillSpec, settings: &DrillSettings) -> Result<DrillContai
 }
 
 fn source_postgres(service: &str) -> Container {
-    postgres(service, &["POSTGRES_PASSWORD=drill-src-pg-pw-1"], &[])
+    postgres(service, &["POSTGRES_PASSWORD=drill-pg-secret-1"], &[])
 }
 
 fn source_mariadb(service: &str) -> Container {
