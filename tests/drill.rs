@@ -18,7 +18,7 @@ use db_backup::drill::settings::DrillSettings;
 use db_backup::drill::DrillError;
 use db_backup::engine::{engine_for, Credentials, EngineKind};
 use db_backup::labels::ContainerRef;
-use db_backup::manifest::EntryRole;
+use db_backup::manifest::{EntryRole, Manifest};
 use db_backup::rowcount::{counter_for, TableCounts};
 
 const MY_ROOT_PW: &str = "drill-my-secret-1";
@@ -335,17 +335,25 @@ fn mariadb_row_counts_of_a_real_dump_equal_count_star() {
     assert_eq!(server, expected);
 }
 
-/// A real archive restored (`restore --into`, no safety backup) into a drill container made from
-/// the source's image: its tables come back with exactly the counts its dump had, and a row lost
-/// afterwards is the first mismatch.
+/// A backup records each table's row count in its manifest (equal to the source's `count(*)`);
+/// the archive restored (`restore --into`, no safety backup) into a drill container made from the
+/// source's image brings every table back with exactly those counts, and a row lost afterwards
+/// is the first mismatch.
 fn archive_restored_into_a_drill_matches_its_counts(engine: EngineKind, db: Container, service: &str, entry: &str) {
     let backups = Backups::new();
     backups.run(&["backup", service]).ok();
     let archive = backups.archives(service).pop().expect("an archive");
-    let dump = Command::new("tar").arg("-xzOf").arg(&archive).arg(entry).output().expect("tar");
-    assert!(dump.status.success());
-    let recorded = count_dump(engine, &dump.stdout);
+    let manifest = Command::new("tar").arg("-xzOf").arg(&archive).arg("manifest.json").output().expect("tar");
+    let manifest = Manifest::from_json(&manifest.stdout).expect("manifest");
+    // The backup recorded the counts of its dump, equal to the source's own count(*).
+    let recorded = manifest.entries.iter().find(|e| e.name == entry).and_then(|e| e.tables.clone());
+    let recorded = recorded.expect("row counts recorded in the manifest");
+    let database = if engine == EngineKind::Postgres { "app" } else { "shop" };
+    assert_eq!(recorded, counted_by_server(&container_ref(&db), engine, database));
     assert!(recorded.values().sum::<u64>() > 1000, "{recorded:?}");
+    // Roles and users hold no table rows: no counts.
+    let no_rows = |e: &&db_backup::manifest::ManifestEntry| !matches!(e.role, EntryRole::Database { .. });
+    assert!(manifest.entries.iter().filter(no_rows).all(|e| e.tables.is_none()));
 
     let scope = scope();
     let drill = start_drill(&spec(service, engine, &db, &scope), &limits(Duration::from_secs(120))).expect("drill");
@@ -353,7 +361,6 @@ fn archive_restored_into_a_drill_matches_its_counts(engine: EngineKind, db: Cont
     runtime().block_on(drill.wait_ready(&docker(), engine_impl.as_ref(), Duration::from_secs(120))).expect("ready");
     let restored = backups.run(&["restore", service, "--into", &drill.container.name, "--no-safety-backup"]).ok();
     assert!(!restored.all().contains(MY_ROOT_PW));
-    let database = if engine == EngineKind::Postgres { "app" } else { "shop" };
     let counts = counted_by_server(&drill.container, engine, database);
     let matched = compare(engine, database, &recorded, &counts).expect("every table restored with its rows");
     assert_eq!(matched.tables, recorded.len());
@@ -380,14 +387,14 @@ fn archive_restored_into_a_drill_matches_its_counts(engine: EngineKind, db: Cont
 }
 
 #[test]
-fn postgres_archive_restored_into_a_drill_matches_its_counts() {
+fn postgres_backup_records_counts_and_a_drill_restore_matches_them() {
     let db = source_postgres("drill-e2e");
     psql(&db, "postgres", PG_FILL);
     archive_restored_into_a_drill_matches_its_counts(EngineKind::Postgres, db, "drill-e2e", "databases/app.sql");
 }
 
 #[test]
-fn mariadb_archive_restored_into_a_drill_matches_its_counts() {
+fn mariadb_backup_records_counts_and_a_drill_restore_matches_them() {
     let db = source_mariadb("drill-e2e");
     mysql(&db, MY_FILL);
     archive_restored_into_a_drill_matches_its_counts(EngineKind::Mysql, db, "drill-e2e", "databases/shop.sql");

@@ -861,12 +861,14 @@ fn restore_whose_sql_fails_midway_quotes_psql_and_names_the_safety_archive_to_ro
                 role: EntryRole::Globals,
                 size: globals_info.size,
                 sha256: globals_info.sha256,
+                tables: None,
             },
             ManifestEntry {
                 name: app_info.name,
                 role: EntryRole::Database { database: "app".into() },
                 size: app_info.size,
                 sha256: app_info.sha256,
+                tables: None,
             },
         ],
     };
