@@ -39,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 RestoreRequest { service, archive, into, safety_backup: !no_safety_backup, allow_other_container };
             cmd::restore::run(&settings, request, json).await
         }
+        Command::Drill { service, archive } => cmd::drill::run(&settings, service.as_str(), archive).await,
         Command::List { service, json } => cmd::list::run(&settings, service.as_ref(), json).await,
         Command::Check { json, labels_only } => cmd::check::run(&settings, json, labels_only).await,
         Command::Prune { service, dry_run, json } => {

@@ -388,14 +388,98 @@ fn archive_restored_into_a_drill_matches_its_counts(engine: EngineKind, db: Cont
 
 #[test]
 fn postgres_backup_records_counts_and_a_drill_restore_matches_them() {
-    let db = source_postgres("drill-e2e");
+    let db = source_postgres("drill-e2e-pg");
     psql(&db, "postgres", PG_FILL);
-    archive_restored_into_a_drill_matches_its_counts(EngineKind::Postgres, db, "drill-e2e", "databases/app.sql");
+    archive_restored_into_a_drill_matches_its_counts(EngineKind::Postgres, db, "drill-e2e-pg", "databases/app.sql");
 }
 
 #[test]
 fn mariadb_backup_records_counts_and_a_drill_restore_matches_them() {
-    let db = source_mariadb("drill-e2e");
+    let db = source_mariadb("drill-e2e-my");
     mysql(&db, MY_FILL);
-    archive_restored_into_a_drill_matches_its_counts(EngineKind::Mysql, db, "drill-e2e", "databases/shop.sql");
+    archive_restored_into_a_drill_matches_its_counts(EngineKind::Mysql, db, "drill-e2e-my", "databases/shop.sql");
+}
+
+/// Drill containers of a service, running or not (the CLI's drills carry no test scope).
+fn drills_of(service: &str) -> Vec<String> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{DRILL_LABEL}={service}")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let list = runtime().block_on(common::api().list_containers(Some(options))).expect("list containers");
+    list.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect()
+}
+
+/// Rewrites the newest archive of `service` as a newer one whose manifest records `table` with
+/// one row more than was backed up (every entry's size and sha256 still match: only the count
+/// lies).
+fn archive_with_an_altered_count(backups: &Backups, service: &str, entry: &str, table: &str) -> String {
+    use db_backup::archive::ArchiveWriter;
+    use std::io::Write;
+    let newest = backups.archives(service).pop().expect("an archive");
+    let read = |name: &str| {
+        let out = Command::new("tar").arg("-xzOf").arg(&newest).arg(name).output().expect("tar");
+        assert!(out.status.success(), "tar -xzOf {name}");
+        out.stdout
+    };
+    let mut manifest = Manifest::from_json(&read("manifest.json")).expect("manifest");
+    let name = "2099-01-01T00-00-00Z.tar.gz";
+    let mut writer = ArchiveWriter::create(&backups.root().join(service).join(name), 6).expect("archive");
+    for e in &mut manifest.entries {
+        let mut w = writer.begin_entry(&e.name, 0).expect("entry");
+        w.write_all(&read(&e.name)).expect("write");
+        w.finish().expect("finish");
+        if e.name == entry {
+            *e.tables.as_mut().expect("counts").get_mut(table).expect("table") += 1;
+        }
+    }
+    writer.append_bytes("manifest.json", 0, &manifest.to_json()).expect("manifest");
+    writer.finish().expect("finish");
+    name.to_string()
+}
+
+/// `db-backup drill` end to end: passes with exact per-table counts, fails on an archive whose
+/// recorded count differs from what its dump restores (naming the table and both counts), and
+/// never leaves a container behind; the source is untouched.
+fn drill_command_passes_then_fails_on_an_altered_count(db: Container, service: &str, entry: &str, table: &str) {
+    let backups = Backups::new();
+    backups.run(&["backup", service]).ok();
+    let database = if entry.contains("app") { "app" } else { "shop" };
+    let engine = if database == "app" { EngineKind::Postgres } else { EngineKind::Mysql };
+    let before = counted_by_server(&container_ref(&db), engine, database);
+
+    let run = backups.run(&["drill", service]).ok();
+    let rows: u64 = before.values().sum();
+    let expected = format!(
+        "database {database}: {} tables, {} rows matched",
+        before.len(),
+        db_backup::drill::compare::thousands(rows)
+    );
+    assert!(run.stdout.contains(&expected), "{}", run.all());
+    assert_eq!(drills_of(service), Vec::<String>::new());
+
+    let altered = archive_with_an_altered_count(&backups, service, entry, table);
+    let run = backups.run(&["drill", service]).failed();
+    assert_eq!(run.code, 1, "{}", run.all());
+    let n = before[table];
+    let mismatch = format!(
+        "drill of service {service} FAILED on {altered}: database {database}: table {table}: {} rows restored, {} backed up",
+        db_backup::drill::compare::thousands(n),
+        db_backup::drill::compare::thousands(n + 1)
+    );
+    assert!(run.stderr.contains(&mismatch), "{}", run.all());
+    assert_eq!(drills_of(service), Vec::<String>::new());
+    assert_eq!(counted_by_server(&container_ref(&db), engine, database), before, "the source changed");
+}
+
+#[test]
+fn postgres_drill_command_passes_then_fails_on_an_altered_count() {
+    let db = source_postgres("drill-cli-pg");
+    psql(&db, "postgres", PG_FILL);
+    drill_command_passes_then_fails_on_an_altered_count(db, "drill-cli-pg", "databases/app.sql", "public.events");
+}
+
+#[test]
+fn mariadb_drill_command_passes_then_fails_on_an_altered_count() {
+    let db = source_mariadb("drill-cli-my");
+    mysql(&db, MY_FILL);
+    drill_command_passes_then_fails_on_an_altered_count(db, "drill-cli-my", "databases/shop.sql", "items");
 }

@@ -11,6 +11,7 @@
 pub mod compare;
 pub mod container;
 pub mod count;
+pub mod run;
 pub mod settings;
 
 use std::time::Duration;
