@@ -16,6 +16,10 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9", "6"),
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
+    ("DB_BACKUP_DRILL_MEMORY", "memory limit of drill containers (512m, 1g)", "1g"),
+    ("DB_BACKUP_DRILL_CPUS", "CPU limit of drill containers (0.5, 2)", "1"),
+    ("DB_BACKUP_DRILL_TIMEOUT", "time a drill container's server gets to answer (300, 300s, 5m)", "5m"),
+    ("DB_BACKUP_MAX_DRILLS", "drills running at once; a drill due while they run waits", "1"),
     ("DB_BACKUP_LOG_FORMAT", "json for one JSON object per log line", "text"),
     ("TZ", "time zone schedules and retention periods are read in (IANA name)", "UTC"),
     ("DOCKER_HOST", "Docker Engine address (unix://..., tcp://...)", "the local socket"),
@@ -56,6 +60,12 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "keep",
         "retention tiers, e.g. last=7,daily=7,weekly=4,monthly=12,yearly=2 (the newest archive is always kept)",
         "DB_BACKUP_KEEP, else keep everything",
+    ),
+    (
+        "drill",
+        "cron, as schedule: restore the newest good archive into a throwaway container and check every \
+         table's row count (db-backup drill runs one now)",
+        "no drills",
     ),
 ];
 

@@ -13,7 +13,7 @@ use crate::schedule::Schedule;
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
 pub const KNOWN_KEYS: &[&str] =
-    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep"];
+    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep", "drill"];
 const MAX_LABEL_VALUE: usize = 1024;
 
 /// Who a container is, for messages and for exec.
@@ -141,6 +141,8 @@ pub struct BackupSpec {
     pub on_startup: bool,
     /// Retention; `None` keeps everything.
     pub keep: Option<KeepPolicy>,
+    /// When to drill the newest archive (`db-backup.drill`); `None`: never by schedule.
+    pub drill: Option<Schedule>,
 }
 
 /// One problem with one label of one container.
@@ -237,7 +239,12 @@ pub fn parse(
         None => Some(defaults.keep),
     };
 
-    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep) {
+    let drill = match label("drill") {
+        Some(v) => v.parse::<Schedule>().map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}drill"), e))).ok(),
+        None => Some(None),
+    };
+
+    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep, drill) {
         (
             Some(engine),
             Ok(service),
@@ -247,6 +254,7 @@ pub fn parse(
             Some(password_env),
             Some(on_startup),
             Some(keep),
+            Some(drill),
         ) if errors.is_empty() => Ok(BackupSpec {
             container: container.clone(),
             service,
@@ -257,6 +265,7 @@ pub fn parse(
             password_env,
             on_startup,
             keep,
+            drill,
         }),
         _ => Err(errors),
     }
@@ -267,7 +276,7 @@ fn expected_for(key: &str) -> &'static str {
     match key {
         "type" => "postgres, mysql, mariadb or mongo",
         "service" => "a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-        "schedule" => {
+        "schedule" | "drill" => {
             "a cron schedule: expected 5 (minute hour day month weekday) fields such as '0 3 * * *', \
              6 with seconds first, or a nickname such as @daily"
         }

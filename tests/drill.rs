@@ -483,3 +483,67 @@ fn mariadb_drill_command_passes_then_fails_on_an_altered_count() {
     mysql(&db, MY_FILL);
     drill_command_passes_then_fails_on_an_altered_count(db, "drill-cli-my", "databases/shop.sql", "items");
 }
+
+/// The daemon drills a service on its `db-backup.drill` schedule: the drill passes with exact
+/// per-table counts, and its container is gone after.
+fn scheduled_drill_passes_with_exact_counts(engine: EngineKind, service: &str) {
+    let backups = Backups::new();
+    let scope = unique("drill-daemon");
+    let daemon = Daemon::start(&backups, &scope, &[]);
+    let (key, value) = daemon.label();
+    let labels = [(key, value), ("db-backup.drill", "*/10 * * * * *")];
+    let (db, database) = match engine {
+        EngineKind::Postgres => {
+            let db = postgres(service, &["POSTGRES_PASSWORD=drill-pg-secret-1"], &labels);
+            psql(&db, "postgres", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1234);");
+            (db, "postgres")
+        }
+        _ => {
+            let db = mariadb(MARIADB_IMAGE, service, &[&format!("MARIADB_ROOT_PASSWORD={MY_ROOT_PW}")], &labels);
+            mysql(
+                &db,
+                "CREATE DATABASE app; USE app; CREATE TABLE t (id int); INSERT INTO t SELECT seq FROM seq_1_to_1234;",
+            );
+            (db, "app")
+        }
+    };
+    backups.run(&["backup", service]).ok();
+    let passed = wait_for(Duration::from_secs(180), "a passed drill in the daemon's log", || {
+        let log = daemon.log();
+        log.lines().find(|l| l.contains(&format!("drill of service {service} passed"))).map(str::to_string)
+    });
+    assert!(passed.contains(&format!("database {database}: 1 tables, 1,234 rows matched")), "{passed}");
+    wait_for(Duration::from_secs(30), "no drill container left", || drills_of(service).is_empty().then_some(()));
+    drop(db);
+}
+
+#[test]
+fn postgres_scheduled_drill_passes_with_exact_counts() {
+    scheduled_drill_passes_with_exact_counts(EngineKind::Postgres, "drill-sched-pg");
+}
+
+#[test]
+fn mariadb_scheduled_drill_passes_with_exact_counts() {
+    scheduled_drill_passes_with_exact_counts(EngineKind::Mysql, "drill-sched-my");
+}
+
+/// A drill container left by a crash (never removed) is removed when the daemon starts.
+#[test]
+fn a_daemon_restart_removes_a_leftover_drill_container() {
+    let source = source_postgres("drill-leftover");
+    let scope = unique("drill-daemon");
+    let labels =
+        vec![(TEST_LABEL.to_string(), std::process::id().to_string()), (SCOPE_LABEL.to_string(), scope.clone())];
+    let spec =
+        DrillSpec { service: "drill-leftover".into(), engine: EngineKind::Postgres, source: source.id.clone(), labels };
+    let leftover = start_drill(&spec, &limits(Duration::from_secs(60))).expect("drill");
+    let name = leftover.container.name.clone();
+    std::mem::forget(leftover); // as if the daemon had crashed mid-drill
+    assert_eq!(drills_of("drill-leftover").len(), 1);
+    let backups = Backups::new();
+    let daemon = Daemon::start(&backups, &scope, &[]);
+    wait_for(Duration::from_secs(30), "the leftover drill container removed", || {
+        drills_of("drill-leftover").is_empty().then_some(())
+    });
+    assert!(daemon.log().contains(&name), "{}", daemon.log());
+}

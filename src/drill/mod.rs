@@ -12,6 +12,7 @@ pub mod compare;
 pub mod container;
 pub mod count;
 pub mod run;
+pub mod schedule;
 pub mod settings;
 
 use std::time::Duration;

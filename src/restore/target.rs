@@ -54,6 +54,7 @@ impl PendingTarget {
                 password_env: None,
                 on_startup: false,
                 keep: None,
+                drill: None,
             },
         }
     }
