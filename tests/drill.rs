@@ -455,6 +455,9 @@ fn drill_command_passes_then_fails_on_an_altered_count(db: Container, service: &
     );
     assert!(run.stdout.contains(&expected), "{}", run.all());
     assert_eq!(drills_of(service), Vec::<String>::new());
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let list = backups.run(&["list", service]).ok();
+    assert!(list.stdout.contains(&format!("drilled {today}")), "{}", list.all());
 
     let altered = archive_with_an_altered_count(&backups, service, entry, table);
     let run = backups.run(&["drill", service]).failed();
@@ -466,6 +469,9 @@ fn drill_command_passes_then_fails_on_an_altered_count(db: Container, service: &
         db_backup::drill::compare::thousands(n + 1)
     );
     assert!(run.stderr.contains(&mismatch), "{}", run.all());
+    let list = backups.run(&["list", service]).ok();
+    let line = list.stdout.lines().find(|l| l.contains(&altered)).unwrap_or_default().to_string();
+    assert!(line.contains(&format!("DRILL FAILED {today}")), "{}", list.all());
     assert_eq!(drills_of(service), Vec::<String>::new());
     assert_eq!(counted_by_server(&container_ref(&db), engine, database), before, "the source changed");
 }
@@ -546,4 +552,22 @@ fn a_daemon_restart_removes_a_leftover_drill_container() {
         drills_of("drill-leftover").is_empty().then_some(())
     });
     assert!(daemon.log().contains(&name), "{}", daemon.log());
+}
+
+/// SIGTERM while a drill runs stops it at once and removes its container.
+#[test]
+fn sigterm_mid_drill_removes_the_drill_container() {
+    let db = source_postgres("drill-sigterm");
+    psql(&db, "postgres", PG_FILL);
+    let backups = Backups::new();
+    backups.run(&["backup", "drill-sigterm"]).ok();
+    let drill = Background::spawn(backups.command(&["drill", "drill-sigterm"]));
+    wait_for(Duration::from_secs(60), "the drill container", || (!drills_of("drill-sigterm").is_empty()).then_some(()));
+    let pid = drill.child.as_ref().expect("child").id().to_string();
+    assert!(Command::new("kill").args(["-s", "TERM", &pid]).status().expect("kill").success());
+    let run = drill.wait(Duration::from_secs(60));
+    record_output("db-backup drill (SIGTERM)", &run.all());
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("interrupted by a signal"), "{}", run.all());
+    assert_eq!(drills_of("drill-sigterm"), Vec::<String>::new());
 }

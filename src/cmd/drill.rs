@@ -36,7 +36,7 @@ pub async fn run(settings: &Settings, service: &str, archive: Option<String>) ->
             eprintln!("error: {e}");
             match e {
                 DrillRunError::Usage(_) => EXIT_USAGE,
-                DrillRunError::Restore { cause: RestoreError::Busy(_), .. } => EXIT_BUSY,
+                DrillRunError::Restore { cause, .. } if matches!(*cause, RestoreError::Busy(_)) => EXIT_BUSY,
                 _ => EXIT_FAILED,
             }
         }

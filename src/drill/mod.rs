@@ -11,6 +11,7 @@
 pub mod compare;
 pub mod container;
 pub mod count;
+pub mod record;
 pub mod run;
 pub mod schedule;
 pub mod settings;

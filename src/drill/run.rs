@@ -30,7 +30,7 @@ pub enum DrillRunError {
     #[error(transparent)]
     Container(#[from] DrillError),
     #[error("drill of service {service}: the restore into the drill container failed: {cause}")]
-    Restore { service: String, cause: RestoreError },
+    Restore { service: String, cause: Box<RestoreError> },
     #[error("drill of service {service}: {message}")]
     Failed { service: String, message: String },
     /// The restored data differs from what the archive recorded.
@@ -93,13 +93,17 @@ pub async fn drill(
     };
     let container = DrillContainer::start(&api, &drill_spec, limits).await?;
     tracing::info!(service, container = %container.container.name, "drill container started");
-    let result = tokio::select! {
-        result = drill_in(docker, settings, limits, discovered, service, archive, shutdown, &container) => result,
-        _ = shutdown.aborted() => Err(DrillRunError::Failed {
-            service: service.to_string(),
-            message: "interrupted by a signal; the drill container was removed".into(),
-        }),
-    };
+    let result = record(
+        settings,
+        service,
+        tokio::select! {
+            result = drill_in(docker, settings, limits, discovered, service, archive, shutdown, &container) => result,
+            _ = shutdown.aborted() => Err(DrillRunError::Failed {
+                service: service.to_string(),
+                message: "interrupted by a signal; the drill container was removed".into(),
+            }),
+        },
+    );
     let removed = container.remove().await;
     let outcome = result?;
     removed?;
@@ -131,7 +135,7 @@ async fn drill_in(
     let mut report = RestoreReport::new(service, false);
     restore(docker, settings, discovered, &request, shutdown, &mut report).await.map_err(|cause| match cause {
         RestoreError::Usage(m) => DrillRunError::Usage(m),
-        cause => DrillRunError::Restore { service: service.to_string(), cause },
+        cause => DrillRunError::Restore { service: service.to_string(), cause: Box::new(cause) },
     })?;
     let archive = report.archive.clone().unwrap_or_default();
     let manifest = read_manifest(settings.root.join(service).join(&archive))
@@ -171,6 +175,24 @@ async fn drill_in(
         outcome.counted.push(matched);
     }
     Ok(outcome)
+}
+
+/// Records a drill that reached its archive in `<service>/.drill.json`, for `list`.
+fn record(
+    settings: &Settings,
+    service: &str,
+    result: Result<DrillOutcome, DrillRunError>,
+) -> Result<DrillOutcome, DrillRunError> {
+    let (archive, ok, text) = match &result {
+        Ok(done) => (done.archive.clone(), true, done.summary()),
+        Err(e @ DrillRunError::Mismatch { archive, .. }) => (archive.clone(), false, e.to_string()),
+        Err(_) => return result,
+    };
+    let record = super::record::DrillRecord { ok, result: text, drilled_at: chrono::Utc::now() };
+    if let Err(e) = super::record::save_record(&settings.root.join(service), &archive, record) {
+        tracing::warn!(service, "cannot record the drill of {archive}: {e}");
+    }
+    result
 }
 
 /// The manifest of an archive the restore has just verified.
