@@ -35,8 +35,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Backup { service, json } => cmd::backup::run(&settings, service.as_str(), json).await,
         Command::Restore { service, archive, into, no_safety_backup, allow_other_container, json } => {
             let service = service.to_string();
-            let request =
-                RestoreRequest { service, archive, into, safety_backup: !no_safety_backup, allow_other_container };
+            let request = RestoreRequest {
+                service,
+                archive,
+                into,
+                safety_backup: !no_safety_backup,
+                allow_other_container,
+                drill: false,
+            };
             cmd::restore::run(&settings, request, json).await
         }
         Command::Drill { service, archive } => cmd::drill::run(&settings, service.as_str(), archive).await,

@@ -571,3 +571,25 @@ fn sigterm_mid_drill_removes_the_drill_container() {
     assert!(run.stderr.contains("interrupted by a signal"), "{}", run.all());
     assert_eq!(drills_of("drill-sigterm"), Vec::<String>::new());
 }
+
+/// A drill never holds the service's lock while it restores into its own container: with the
+/// lock held by someone else for the whole drill (a backup in progress), the drill still passes.
+#[test]
+fn a_drill_runs_while_the_service_lock_is_held_by_a_backup() {
+    let db = source_postgres("drill-lock");
+    psql(&db, "postgres", PG_FILL);
+    let backups = Backups::new();
+    backups.run(&["backup", "drill-lock"]).ok();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(backups.root().join("drill-lock").join(".lock"))
+        .expect("the service's lock file");
+    lock.try_lock().expect("take the service's lock");
+    let busy = backups.run(&["backup", "drill-lock"]);
+    assert_eq!(busy.code, 75, "the lock is not the service's: {}", busy.all());
+    let run = backups.run(&["drill", "drill-lock"]).ok();
+    assert!(run.stdout.contains("database app: 7 tables, 3,067 rows matched"), "{}", run.all());
+    drop(lock);
+    assert_eq!(drills_of("drill-lock"), Vec::<String>::new());
+}

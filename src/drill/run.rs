@@ -131,6 +131,7 @@ async fn drill_in(
         into: Some(container.container.name.clone()),
         safety_backup: false,
         allow_other_container: true,
+        drill: true,
     };
     let mut report = RestoreReport::new(service, false);
     restore(docker, settings, discovered, &request, shutdown, &mut report).await.map_err(|cause| match cause {
