@@ -445,6 +445,7 @@ fn drill_command_passes_then_fails_on_an_altered_count(db: Container, service: &
     let database = if entry.contains("app") { "app" } else { "shop" };
     let engine = if database == "app" { EngineKind::Postgres } else { EngineKind::Mysql };
     let before = counted_by_server(&container_ref(&db), engine, database);
+    let fingerprint_before = fingerprint(&db, engine);
 
     let run = backups.run(&["drill", service]).ok();
     let rows: u64 = before.values().sum();
@@ -474,6 +475,7 @@ fn drill_command_passes_then_fails_on_an_altered_count(db: Container, service: &
     assert!(line.contains(&format!("DRILL FAILED {today}")), "{}", list.all());
     assert_eq!(drills_of(service), Vec::<String>::new());
     assert_eq!(counted_by_server(&container_ref(&db), engine, database), before, "the source changed");
+    assert_eq!(fingerprint(&db, engine), fingerprint_before, "the source's data changed");
 }
 
 #[test]
@@ -592,4 +594,53 @@ fn a_drill_runs_while_the_service_lock_is_held_by_a_backup() {
     assert!(run.stdout.contains("database app: 7 tables, 3,067 rows matched"), "{}", run.all());
     drop(lock);
     assert_eq!(drills_of("drill-lock"), Vec::<String>::new());
+}
+
+/// Every row of the source's tables, hashed: a drill must leave it as it was.
+fn fingerprint(db: &Container, engine: EngineKind) -> String {
+    match engine {
+        EngineKind::Postgres => psql(
+            db,
+            "app",
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)), count(*) FROM public.events t;\n\
+             SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM public.parts t;",
+        ),
+        _ => mysql(
+            db,
+            "SET SESSION group_concat_max_len = 1073741824;\n\
+             SELECT MD5(GROUP_CONCAT(CONCAT_WS('|', id, name, HEX(data)) ORDER BY id)), COUNT(*) FROM shop.items;",
+        ),
+    }
+}
+
+/// A drill of a service without archives says so, and leaves no container behind.
+#[test]
+fn a_drill_of_a_service_without_archives_says_so() {
+    let _db = source_postgres("drill-empty");
+    let backups = Backups::new();
+    let run = backups.run(&["drill", "drill-empty"]).failed();
+    assert!(run.stderr.contains("error: service drill-empty has no archives under"), "{}", run.all());
+    assert_eq!(run.code, 2, "as restore: an unknown archive is a usage error");
+    assert_eq!(drills_of("drill-empty"), Vec::<String>::new());
+}
+
+/// SIGTERM to the daemon while a scheduled drill runs: the daemon exits and the drill container
+/// is removed.
+#[test]
+fn daemon_sigterm_mid_drill_removes_the_drill_container() {
+    let backups = Backups::new();
+    let scope = unique("drill-daemon");
+    let mut daemon = Daemon::start(&backups, &scope, &[]);
+    let (key, value) = daemon.label();
+    let service = "drill-sched-term";
+    let db = postgres(
+        service,
+        &["POSTGRES_PASSWORD=drill-pg-secret-1"],
+        &[(key, value), ("db-backup.drill", "*/5 * * * * *")],
+    );
+    psql(&db, "postgres", PG_FILL);
+    backups.run(&["backup", service]).ok();
+    wait_for(Duration::from_secs(60), "a drill container", || (!drills_of(service).is_empty()).then_some(()));
+    assert!(daemon.stop().is_some(), "the daemon did not exit after SIGTERM:\n{}", daemon.log());
+    assert_eq!(drills_of(service), Vec::<String>::new(), "{}", daemon.log());
 }
