@@ -11,9 +11,8 @@
 
 use std::time::Duration;
 
-use db_backup::engine::EngineKind;
-use db_backup::manifest::EntryRole;
 use db_backup::rowcount::counter_for;
+use db_backup::vocab::{EngineKind, EntryRole};
 
 const SIZE: usize = 256 * 1024 * 1024;
 const CHUNK: usize = 32 * 1024;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
-use crate::labels::ServiceName;
+use crate::vocab::ServiceName;
 
 /// Commands also installed as their own names (links to the binary in the image), so that
 /// `docker exec db-backup restore db` works as well as `docker exec db-backup db-backup restore db`.

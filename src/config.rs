@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::labels::Defaults;
-use crate::scheduler::zone_from;
+use crate::schedule::zone_from;
 
 pub const DEFAULT_ROOT: &str = "/backup";
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;

@@ -16,19 +16,16 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::backup::{backup, BackupError};
 use crate::config::Settings;
 use crate::discovery::{discover, Discovered};
 use crate::docker::Docker;
-use crate::job::{backup, BackupError};
 use crate::labels::BackupSpec;
-use crate::scheduler::next_run;
+use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
-use crate::store::{Store, PARTIAL_SUFFIX};
+use crate::store::Store;
 
-/// Longest single sleep: schedules are re-evaluated at least this often, so a wall-clock change
-/// (NTP step, suspended host) never leaves a service waiting on a stale instant.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MIB: f64 = 1024.0 * 1024.0;
 /// A container seen starting is usually still initialising its database: the start-up backup
@@ -350,16 +347,10 @@ async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<b
             return Ended::Shutdown;
         };
         ctx.update_service(task, |s| s.next_run = Some(next));
-        loop {
-            let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            if left.is_zero() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
-                _ = cancelled.changed() => return Ended::Cancelled,
-                _ = ctx.shutdown.draining() => return Ended::Shutdown,
-            }
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = cancelled.changed() => return Ended::Cancelled,
+            _ = ctx.shutdown.draining() => return Ended::Shutdown,
         }
         run_once(ctx, task).await;
     }
@@ -369,11 +360,11 @@ async fn run_schedule(ctx: &Ctx, task: &Owned, cancelled: &mut watch::Receiver<b
 /// shutdown began meanwhile.
 async fn wait_until_ready(ctx: &Ctx, spec: &BackupSpec, cancelled: &mut watch::Receiver<bool>) -> Option<Ended> {
     let deadline = std::time::Instant::now() + STARTUP_READY_WAIT;
-    let engine = crate::engine::engine_for_spec(spec);
+    let engine = crate::engine::engine_for(spec.engine, spec.credentials());
     let mut delay = Duration::from_millis(500);
     let mut logged = false;
     loop {
-        match crate::job::probe(&ctx.docker, spec, engine.as_ref()).await {
+        match crate::backup::probe(&ctx.docker, spec, engine.as_ref()).await {
             Ok(_) => return None,
             Err(e) if std::time::Instant::now() >= deadline => {
                 tracing::warn!(service = %spec.service, "server still not answering after {}s ({e}); backing up anyway", STARTUP_READY_WAIT.as_secs());
@@ -430,7 +421,7 @@ async fn run_once(ctx: &Ctx, task: &Owned) {
     });
 }
 
-fn record_of(started_at: DateTime<Utc>, result: &Result<crate::job::BackupOutcome, BackupError>) -> RunRecord {
+fn record_of(started_at: DateTime<Utc>, result: &Result<crate::backup::BackupOutcome, BackupError>) -> RunRecord {
     let finished_at = Utc::now();
     match result {
         Ok(o) => RunRecord {
@@ -512,25 +503,6 @@ fn epoch_seconds(t: DateTime<Utc>) -> String {
 fn remove_stale_partials(store: &Store) {
     let Ok(services) = store.services() else { return };
     for service in services {
-        let dir = store.root().join(&service);
-        let lock = match crate::lock::ServiceLock::try_acquire(&dir, &service) {
-            Ok(lock) => lock,
-            Err(_) => continue,
-        };
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(archive) = name.strip_suffix(PARTIAL_SUFFIX) {
-                if crate::store::parse_archive_name(archive).is_some() {
-                    match std::fs::remove_file(entry.path()) {
-                        Ok(()) => {
-                            tracing::warn!("removed {}, left unfinished by an earlier run", entry.path().display())
-                        }
-                        Err(e) => tracing::error!("cannot remove stale {}: {e}", entry.path().display()),
-                    }
-                }
-            }
-        }
-        drop(lock);
+        store.service(&service).sweep_stale_partials();
     }
 }

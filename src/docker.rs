@@ -268,13 +268,22 @@ impl Docker {
             }
             Err(e) => return Err(e.into()),
         };
-        let started = self
+        let started = match self
             .inner
             .start_exec(
                 &exec.id,
                 Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(256 * 1024) }),
             )
-            .await?;
+            .await
+        {
+            Ok(started) => started,
+            // Paused between creating the exec and starting it.
+            Err(e) if self.is_paused(container).await => {
+                tracing::debug!("starting a command in {} failed: {e}", container.name);
+                return Err(DockerError::Paused(container.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok((Started { id: exec.id, marker }, started))
     }
 

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::engine::EngineKind;
+use crate::engine::Credentials;
 use crate::retention::KeepPolicy;
 use crate::schedule::Schedule;
+use crate::vocab::{EngineKind, EnvName, ServiceName};
 
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
@@ -64,69 +65,6 @@ impl Defaults {
     }
 }
 
-/// A directory name under the backup root: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceName(String);
-
-impl ServiceName {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let valid_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let valid_rest = s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if s.is_empty() {
-            return Err("empty service name; expected [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into());
-        }
-        if s.len() > 64 || !valid_first || !valid_rest {
-            return Err(format!(
-                "'{}' is not a valid service name; expected [A-Za-z0-9][A-Za-z0-9._-]{{0,63}} \
-                 (a letter or digit first, at most 64 characters, no slashes)",
-                s.escape_debug()
-            ));
-        }
-        Ok(ServiceName(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// So that clap parses every service argument the same way (a bad name is a usage error).
-impl std::str::FromStr for ServiceName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ServiceName::parse(s)
-    }
-}
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The name of an environment variable inside the database container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvName(String);
-
-impl EnvName {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut chars = s.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || s.len() > 128 {
-            return Err(format!(
-                "'{}' is not an environment variable name; expected [A-Za-z_][A-Za-z0-9_]*",
-                s.escape_debug()
-            ));
-        }
-        Ok(EnvName(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Everything needed to back up one container, validated.
 #[derive(Debug, Clone)]
 pub struct BackupSpec {
@@ -145,6 +83,13 @@ pub struct BackupSpec {
     pub drill: Option<Schedule>,
 }
 
+impl BackupSpec {
+    /// Who the engine connects as, from the `user-env` and `password-env` labels.
+    pub fn credentials(&self) -> Credentials {
+        Credentials { user_env: self.user_env.clone(), password_env: self.password_env.clone() }
+    }
+}
+
 /// One problem with one label of one container.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("container '{container}': label '{label}': {message}")]
@@ -152,6 +97,8 @@ pub struct LabelError {
     pub container: String,
     pub label: String,
     pub message: String,
+    /// The service name is also claimed by another container (not a fault of this one's labels).
+    pub duplicate_service: bool,
 }
 
 /// True when the container carries any label under our prefix (so `check` looks at it).
@@ -170,6 +117,7 @@ pub fn parse(
         container: container.name.clone(),
         label: label.to_string(),
         message,
+        duplicate_service: false,
     };
     let mut ours: BTreeMap<&str, &str> =
         labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|key| (key, v.as_str()))).collect();
@@ -374,6 +322,7 @@ pub fn reject_duplicate_services(specs: Vec<BackupSpec>) -> (Vec<BackupSpec>, Ve
                      all of them are refused until each has its own {PREFIX}service",
                     names.join(", ")
                 ),
+                duplicate_service: true,
             });
         }
     }
@@ -554,6 +503,18 @@ mod tests {
         for e in &errors {
             assert!(e.message.contains("(a, b)"), "{e}");
         }
+    }
+
+    /// `check` leaves stopped duplicates out by this flag, never by the message's wording.
+    #[test]
+    fn duplicate_service_errors_are_marked_and_label_errors_are_not() {
+        let l = labels(&[("db-backup.type", "postgres"), ("db-backup.service", "db")]);
+        let a = parse(&container("a"), &l, &defaults()).unwrap();
+        let b = parse(&container("b"), &l, &defaults()).unwrap();
+        let (_, errors) = reject_duplicate_services(vec![a, b]);
+        assert!(errors.iter().all(|e| e.duplicate_service), "{errors:?}");
+        let bad = parse(&container("c"), &labels(&[("db-backup.type", "oracle")]), &defaults()).unwrap_err();
+        assert!(bad.iter().all(|e| !e.duplicate_service), "{bad:?}");
     }
 
     #[test]

@@ -1,25 +1,76 @@
 //! db-backup: label-driven backups of the databases running in Docker containers.
 //!
 //! # Layout
-//! - `main.rs` is thin: parse the command line, read [`config::Settings`], call `cmd::*`.
-//! - [`cli`] declares the commands; [`cmd`] holds one file per command.
-//! - [`labels`] turns raw container labels into a validated [`labels::BackupSpec`] (pure);
-//!   [`schedule`] validates cron expressions; [`config`] reads the environment once.
-//! - [`discovery`] finds labeled containers; [`docker`] runs commands in them (exec streams,
-//!   exit codes) through bollard.
-//! - [`engine`] describes, per database engine, what to run and how to judge the result; engines
-//!   never run anything themselves.
-//! - [`job`] is one backup run, step by step; [`restore`] is one restore, step by step;
-//!   [`verify`] proves an archive whole.
+//!
+//! Layers, top to bottom: a module imports only from rows below its own, never upwards, and
+//! there are no import circles.
+//!
+//! ```text
+//!  main.rs ─► cli ─► help        parse the command line, read the settings, exit with the code
+//!  cmd/*                         one file per command; prints, returns an Exit
+//!  daemon                        the scheduler loop: discovery, one task per service
+//!  drill ─► restore              a restore drill into a throwaway container
+//!  restore ─► backup             runs, step by step (a restore's safety backup is a backup)
+//!  verify · discovery · config   prove archives · find specs · read the environment
+//!  docker                        exec streams
+//!  labels                        raw labels into a validated BackupSpec
+//!  engine                        what to run in a container, and how to judge it
+//!  status · prune                status file and run journal · retention applied to a service
+//!  store                         everything on disk under the backup root
+//!  manifest · retention          an archive's manifest · keep policies (pure)
+//!  rowcount                      rows per table counted as a dump streams past (pure)
+//!  archive                       the streaming .tar.gz format
+//!  gzip                          the codec
+//!  vocab · exit · output · schedule · shutdown · nofollow · logging       leaves
+//! ```
+//!
+//! Commands:
+//! - `main.rs` is thin: parse the command line, read [`config::Settings`], call `cmd::*`, and
+//!   turn the returned [`exit::Exit`] into the process exit code (the only place that does).
+//! - [`cli`] declares the commands and parses service arguments into [`vocab::ServiceName`];
+//!   [`help`] holds the reference text (environment variables, labels). [`cmd`] holds one file
+//!   per command: `backup`, `restore`, `list`, `check`, `prune`, `verify`, `run`, `status`.
+//! - [`daemon`] (`run`) watches Docker events, reconciles one task per labeled container, bounds
+//!   concurrent backups and writes the status file; it asks [`schedule`] when to run.
+//!
+//! Runs:
+//! - [`backup`] is one backup: plan → dump each entry → manifest → verify what was written →
+//!   publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
+//!   backup, replay, report. [`verify`] proves an archive whole and replayable.
+//!
+//! - [`drill`] is one restore drill: a throwaway container from the service's image (always
+//!   removed), `restore --into` it, every table's `count(*)` against the counts [`rowcount`]
+//!   recorded in the manifest at backup time; the daemon runs drills on `db-backup.drill`.
+//!
+//! Around the runs:
+//! - [`discovery`] finds labeled containers and refuses duplicate services; [`config`] reads the
+//!   environment once; [`labels`] turns raw labels into a validated [`labels::BackupSpec`] (pure).
+//! - [`docker`] runs commands in containers (exec streams, exit codes, stall timeout) through
+//!   bollard. [`engine`] describes, per database engine, what to run and how to judge the result,
+//!   and rewrites roles/users for a restore; engines are built from (kind, credentials) and never
+//!   run anything themselves.
+//!
+//! The disk:
+//! - [`store`] owns everything under the backup root: [`store::Store::service`] gives a
+//!   [`store::ServiceDir`] (archives, the lock, `.verify.json` records, the stale-partial sweep)
+//!   and [`store::Partial`], the file an archive is written to until it is published; the status
+//!   file path comes from the store too. [`nofollow`] opens everything below the root without
+//!   following links. [`status`] is the daemon's status file and the manual-run journal;
+//!   [`prune`] applies a [`retention`] policy (pure planning) to one service directory.
+//!
+//! Formats:
 //! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
 //!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
-//!   decompressor that work on every core (`gzip` imports nothing from the crate);
-//!   [`manifest`] describes an archive's content; [`store`] lays archives out on disk; [`lock`]
-//!   keeps runs of one service apart.
-//! - [`nofollow`] opens everything below the backup root without following links; [`help`] holds
-//!   the CLI's reference text (environment variables, labels).
+//!   decompressor that work on every core. [`manifest`] describes an archive's content.
+//!
+//! Leaves (import nothing from the crate, or only other leaves):
+//! - [`vocab`] holds the shared value types (`EngineKind`, `ServiceName`, `EnvName`,
+//!   `ArchiveKind`, `EntryRole`); [`exit`] the exit codes; [`output`] how sizes, durations and
+//!   times are shown; [`schedule`] cron schedules, `TZ`, the next run and the wait for it;
+//!   [`shutdown`] the signal that every loop selects on; [`logging`] the tracing setup.
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -28,21 +79,21 @@ pub mod discovery;
 pub mod docker;
 pub mod drill;
 pub mod engine;
+pub mod exit;
 pub mod gzip;
 pub mod help;
-pub mod job;
 pub mod labels;
-pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod nofollow;
+pub mod output;
 pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod rowcount;
 pub mod schedule;
-pub mod scheduler;
 pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod verify;
+pub mod vocab;

@@ -3,23 +3,25 @@ use clap::Parser;
 use db_backup::cli::{Cli, Command};
 use db_backup::cmd;
 use db_backup::config::Settings;
+use db_backup::exit::Exit;
 use db_backup::restore::RestoreRequest;
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse_from(db_backup::cli::args_with_command_from_program_name(std::env::args_os()));
     db_backup::logging::init();
-    let code = match run(cli).await {
-        Ok(code) => code,
+    let exit = match run(cli).await {
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("error: {e:#}");
-            cmd::EXIT_FAILED
+            Exit::Failed
         }
     };
-    std::process::exit(code);
+    // The one place where an outcome becomes a process exit code.
+    std::process::exit(exit.code());
 }
 
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
     // The label reference needs no settings: it must work even where they are wrong.
     if let Command::Labels = cli.command {
         return Ok(print_labels());
@@ -28,7 +30,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(cmd::EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     };
     match cli.command {
@@ -61,7 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn print_labels() -> i32 {
+fn print_labels() -> Exit {
     print!("{}", db_backup::help::labels());
-    0
+    Exit::Ok
 }

@@ -4,24 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineKind;
+use crate::vocab::{ArchiveKind, EngineKind, EntryRole};
 
 pub use crate::archive::MANIFEST_NAME;
 pub const FORMAT_VERSION: u32 = 1;
-
-/// What an entry holds, which decides how it is restored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum EntryRole {
-    /// Cluster-wide roles and grants (PostgreSQL `pg_dumpall --globals-only`).
-    Globals,
-    /// Users and grants (MySQL/MariaDB).
-    Users,
-    /// One database, created by its own dump.
-    Database { database: String },
-    /// Every database in one tool archive (MongoDB `mongodump --archive`).
-    Cluster,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -34,15 +20,6 @@ pub struct ManifestEntry {
     /// Absent for entries without tables and in archives made before drills existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<crate::rowcount::TableCounts>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchiveKind {
-    /// A regular backup.
-    Backup,
-    /// Taken by `restore` just before it overwrote a database.
-    Safety,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +45,39 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of an archive just written by this db-backup; finished now. The databases
+    /// are those the entries dump, in archive order.
+    pub fn for_backup(
+        kind: ArchiveKind,
+        service: &str,
+        engine: EngineKind,
+        server_version: String,
+        container: SourceContainer,
+        started_at: DateTime<Utc>,
+        entries: Vec<ManifestEntry>,
+    ) -> Self {
+        let databases = entries
+            .iter()
+            .filter_map(|e| match &e.role {
+                EntryRole::Database { database } => Some(database.clone()),
+                _ => None,
+            })
+            .collect();
+        Manifest {
+            format: FORMAT_VERSION,
+            db_backup_version: env!("CARGO_PKG_VERSION").to_string(),
+            kind,
+            service: service.to_string(),
+            engine,
+            server_version,
+            container,
+            databases,
+            started_at,
+            finished_at: Utc::now(),
+            entries,
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // A struct of strings and numbers always serialises.
         serde_json::to_vec_pretty(self).unwrap_or_default()
@@ -118,6 +128,28 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn a_backup_manifest_lists_the_databases_its_entries_dump_in_order() {
+        let started = DateTime::parse_from_rfc3339("2026-11-25T03:00:00Z").unwrap().with_timezone(&Utc);
+        let container = SourceContainer { name: "db".into(), id: "abc".into(), image: "postgres:16".into() };
+        let m = Manifest::for_backup(
+            ArchiveKind::Safety,
+            "db",
+            EngineKind::Postgres,
+            "16.4".into(),
+            container,
+            started,
+            sample().entries,
+        );
+        assert_eq!(
+            (m.format, m.kind, m.databases.clone()),
+            (FORMAT_VERSION, ArchiveKind::Safety, vec!["app".to_string()])
+        );
+        assert_eq!(m.db_backup_version, env!("CARGO_PKG_VERSION"));
+        assert!(m.finished_at >= started);
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]

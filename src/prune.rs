@@ -5,7 +5,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 
 use crate::retention::{plan, Candidate, Decision, KeepPolicy};
-use crate::store::Store;
+use crate::store::ServiceDir;
 
 #[derive(Debug)]
 pub struct PruneReport {
@@ -20,14 +20,8 @@ impl PruneReport {
 }
 
 /// Deletes (unless `dry_run`) the archives of `service` that `policy` does not keep.
-pub fn apply(
-    store: &Store,
-    service: &str,
-    policy: &KeepPolicy,
-    zone: Tz,
-    dry_run: bool,
-) -> std::io::Result<PruneReport> {
-    let archives = store.archives(service)?;
+pub fn apply(service: &ServiceDir, policy: &KeepPolicy, zone: Tz, dry_run: bool) -> std::io::Result<PruneReport> {
+    let archives = service.archives()?;
     let candidates: Vec<Candidate> =
         archives.iter().map(|a| Candidate { name: a.name.clone(), kind: a.kind, created: a.created }).collect();
     let decisions = plan(&candidates, Some(policy), zone, Utc::now());
@@ -41,8 +35,7 @@ pub fn apply(
                 std::fs::remove_file(&a.path)?;
             }
         }
-        let dir = store.root().join(service);
-        let _ = crate::verify::save_records(&dir, &[]);
+        let _ = service.save_verify_records(&[]);
     }
     Ok(PruneReport { decisions, dry_run })
 }
@@ -50,14 +43,18 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::ServiceName;
+    use crate::store::Store;
+    use crate::vocab::ServiceName;
 
     #[test]
     fn deletes_only_our_old_archives_in_that_service() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::new(root.path());
-        let dir = store.service_dir(&ServiceName::parse("db").unwrap()).unwrap();
-        let other = store.service_dir(&ServiceName::parse("other").unwrap()).unwrap();
+        let db = store.service(&ServiceName::parse("db").unwrap());
+        let other = store.service(&ServiceName::parse("other").unwrap());
+        db.create().unwrap();
+        other.create().unwrap();
+        let (dir, other) = (db.path(), other.path());
         for name in ["2026-01-01T00-00-00Z.tar.gz", "2026-01-02T00-00-00Z.tar.gz", "2026-01-03T00-00-00Z.tar.gz"] {
             std::fs::write(dir.join(name), b"x").unwrap();
             std::fs::write(other.join(name), b"x").unwrap();
@@ -66,15 +63,15 @@ mod tests {
         std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
         let policy: KeepPolicy = "last=1".parse().unwrap();
 
-        let dry = apply(&store, "db", &policy, Tz::UTC, true).unwrap();
+        let dry = apply(&db, &policy, Tz::UTC, true).unwrap();
         assert_eq!(dry.deleted().count(), 2);
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 5);
 
-        apply(&store, "db", &policy, Tz::UTC, false).unwrap();
+        apply(&db, &policy, Tz::UTC, false).unwrap();
         let mut left: Vec<String> =
-            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, vec!["2026-01-03T00-00-00Z.tar.gz", "2026-01-04T00-00-00Z.tar.gz.partial", "notes.txt"]);
-        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 3);
+        assert_eq!(std::fs::read_dir(other).unwrap().count(), 3);
     }
 }

@@ -15,18 +15,20 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::archive::{for_each_entry, ArchiveError};
+use crate::backup::{backup_locked, probe_container, BackupError};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for_spec, Engine, EngineKind, Feed, Probe, RestoreStep};
-use crate::engine::{mysql::rewrite_users, postgres::rewrite_globals};
-use crate::job::{backup_locked, probe_container, quote_stderr, BackupError};
-use crate::labels::{BackupSpec, ContainerRef, ServiceName};
-use crate::lock::{LockError, ServiceLock};
-use crate::manifest::{ArchiveKind, Manifest, MANIFEST_NAME};
+use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
+use crate::exit::Exit;
+use crate::labels::{BackupSpec, ContainerRef};
+use crate::manifest::{Manifest, MANIFEST_NAME};
+use crate::output::quote_stderr;
 use crate::shutdown::Shutdown;
+use crate::store::lock::{LockError, ServiceLock};
 use crate::store::{ArchiveFile, Store};
 use crate::verify::{verify_archive, VerifyError};
+use crate::vocab::{ArchiveKind, EngineKind, ServiceName};
 
 use archive_arg::archive_name_of;
 pub use outcome::{check_entries_cover, judge, DatabasesAfter};
@@ -72,6 +74,17 @@ pub enum RestoreError {
     Interrupted { state: String, rollback: String },
 }
 
+impl RestoreError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RestoreError::Usage(_) => Exit::Usage,
+            RestoreError::Busy(_) => Exit::Busy,
+            RestoreError::Interrupted { .. } => Exit::Interrupted,
+            _ => Exit::Failed,
+        }
+    }
+}
+
 /// Runs a restore, narrating each step as it happens and recording what happened in `report`.
 pub async fn restore(
     docker: &Docker,
@@ -105,37 +118,28 @@ pub async fn restore(
     }
 
     let _locks = if req.drill { Vec::new() } else { lock_services(&store, &service, home.as_ref())? };
-    report.say(format!(
-        "restoring service {service} from {archive_name} ({} archive of {}, {} server {}, taken {}) into container {}",
-        kind_word(manifest.kind),
-        manifest.container.name,
-        manifest.engine,
-        manifest.server_version,
-        manifest.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        target.container.name
-    ));
+    announce(report, &service, &archive_name, &manifest, &target);
 
-    let engine = engine_for_spec(&target);
+    let engine = engine_for(target.engine, target.credentials());
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;
-    let rollback = match home {
-        Some(home) => {
-            let name = safety_backup(docker, settings, &store, &target, shutdown).await?;
-            report.say(format!("safety backup of the current state: {home}/{name}"));
-            report.safety_archive = Some(format!("{home}/{name}"));
-            rollback_hint(&home, &name, &target.container.name)
-        }
-        None => {
-            report.say("no safety backup taken (--no-safety-backup)".to_string());
-            "\nno safety backup was taken (--no-safety-backup)".to_string()
-        }
-    };
+    let rollback = safety_backup_or_not(docker, settings, &store, &target, home, shutdown, report).await?;
 
     let steps = engine.restore_steps(&manifest, &current).map_err(|message| RestoreError::Failed {
         archive: archive_name.clone(),
         message,
         rollback: rollback.clone(),
     })?;
-    replay(docker, &target, &archive, &archive_name, &steps, &rollback, &manifest, shutdown, report).await?;
+    let ctx = Replay {
+        docker,
+        target: &target,
+        engine: engine.as_ref(),
+        manifest: &manifest,
+        archive_name: &archive_name,
+        steps: &steps,
+        rollback: &rollback,
+        shutdown,
+    };
+    replay(&ctx, &archive, report).await?;
     confirm(docker, &target, engine.as_ref(), &manifest, &current, &archive_name, &rollback, report).await
 }
 
@@ -192,15 +196,53 @@ fn lock_services(
 ) -> Result<Vec<ServiceLock>, RestoreError> {
     let mut locks = Vec::new();
     for name in std::iter::once(service).chain(home.filter(|h| *h != service)) {
-        let dir = store.service_dir(name).map_err(|e| {
-            RestoreError::Refused(format!("cannot open {}: {e}", store.root().join(name.as_str()).display()))
-        })?;
-        locks.push(ServiceLock::try_acquire(&dir, name.as_str()).map_err(|e| match e {
+        let dir = store.service(name);
+        dir.create().map_err(|e| RestoreError::Refused(format!("cannot open {}: {e}", dir.path().display())))?;
+        locks.push(dir.lock().map_err(|e| match e {
             LockError::Busy { .. } => RestoreError::Busy(e.to_string()),
             other => RestoreError::Refused(other.to_string()),
         })?);
     }
     Ok(locks)
+}
+
+fn announce(
+    report: &mut RestoreReport,
+    service: &ServiceName,
+    archive_name: &str,
+    manifest: &Manifest,
+    target: &BackupSpec,
+) {
+    report.say(format!(
+        "restoring service {service} from {archive_name} ({} archive of {}, {} server {}, taken {}) into container {}",
+        kind_word(manifest.kind),
+        manifest.container.name,
+        manifest.engine,
+        manifest.server_version,
+        manifest.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        target.container.name
+    ));
+}
+
+/// Takes the safety backup into `home` (unless `--no-safety-backup`); returns the rollback hint
+/// every later error carries.
+async fn safety_backup_or_not(
+    docker: &Docker,
+    settings: &Settings,
+    store: &Store,
+    target: &BackupSpec,
+    home: Option<ServiceName>,
+    shutdown: &Shutdown,
+    report: &mut RestoreReport,
+) -> Result<String, RestoreError> {
+    let Some(home) = home else {
+        report.say("no safety backup taken (--no-safety-backup)".to_string());
+        return Ok("\nno safety backup was taken (--no-safety-backup)".to_string());
+    };
+    let name = safety_backup(docker, settings, store, target, shutdown).await?;
+    report.say(format!("safety backup of the current state: {home}/{name}"));
+    report.safety_archive = Some(format!("{home}/{name}"));
+    Ok(rollback_hint(&home, &name, &target.container.name))
 }
 
 /// Everything the server has now, whatever the label selects: a database the label names may be
@@ -272,15 +314,15 @@ async fn choose_archive(
     report: &mut RestoreReport,
     shutdown: &Shutdown,
 ) -> Result<(PathBuf, Manifest), RestoreError> {
-    let service_dir = store.root().join(service.as_str());
-    let archives = store
-        .archives(service.as_str())
-        .map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
+    let dir = store.service(service);
+    let service_dir = dir.path();
+    let archives =
+        dir.archives().map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
     if archives.is_empty() {
         return Err(RestoreError::Usage(format!("service {service} has no archives under {}", service_dir.display())));
     }
     if let Some(arg) = named {
-        let name = archive_name_of(arg, &service_dir, service.as_str()).map_err(RestoreError::Usage)?;
+        let name = archive_name_of(arg, service_dir, service.as_str()).map_err(RestoreError::Usage)?;
         let Some(found) = archives.iter().find(|a| a.name == name) else {
             return Err(RestoreError::Usage(format!(
                 "--archive: no archive {name} for service {service}; it has: {}",
@@ -350,96 +392,112 @@ fn names(archives: &[ArchiveFile]) -> String {
 /// One pass over the archive: a blocking thread reads entries in order and hands each to the
 /// async side as a bounded stream of chunks; each step's command consumes its entry. On
 /// SIGTERM/SIGINT the running tool is killed and the error says what the target now holds.
-#[allow(clippy::too_many_arguments)]
-async fn replay(
-    docker: &Docker,
-    target: &BackupSpec,
-    archive: &Path,
-    archive_name: &str,
-    steps: &[RestoreStep],
-    rollback: &str,
-    manifest: &Manifest,
-    shutdown: &Shutdown,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
-    let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
-    let path = archive.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || read_entries(&path, entries_tx));
-    let failed = |message: String| RestoreError::Failed {
-        archive: archive_name.to_string(),
-        message,
-        rollback: rollback.to_string(),
-    };
-    let interrupted = |report: &mut RestoreReport, current: Option<&RestoreStep>| {
+/// What every replayed entry needs to know.
+struct Replay<'a> {
+    docker: &'a Docker,
+    target: &'a BackupSpec,
+    engine: &'a dyn Engine,
+    manifest: &'a Manifest,
+    archive_name: &'a str,
+    steps: &'a [RestoreStep],
+    rollback: &'a str,
+    shutdown: &'a Shutdown,
+}
+
+impl Replay<'_> {
+    fn failed(&self, message: String) -> RestoreError {
+        RestoreError::Failed { archive: self.archive_name.to_string(), message, rollback: self.rollback.to_string() }
+    }
+
+    /// Stopped by a signal during `current` (or between entries): says what the target holds.
+    fn interrupted(&self, report: &mut RestoreReport, current: Option<&RestoreStep>) -> RestoreError {
         report.interrupted = current.map(|s| s.what.clone());
-        report.not_replayed = steps
+        report.not_replayed = self
+            .steps
             .iter()
             .filter(|s| !report.replayed.contains(&s.what) && Some(&s.what) != report.interrupted.as_ref())
             .map(|s| s.what.clone())
             .collect();
         RestoreError::Interrupted {
-            state: interrupted_state(&target.container.name, report),
-            rollback: rollback.to_string(),
+            state: interrupted_state(&self.target.container.name, report),
+            rollback: self.rollback.to_string(),
         }
-    };
+    }
+}
 
+async fn replay(ctx: &Replay<'_>, archive: &Path, report: &mut RestoreReport) -> Result<(), RestoreError> {
+    let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
+    let path = archive.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || read_entries(&path, entries_tx));
     let mut done = 0;
     loop {
         let next = tokio::select! {
             next = entries.recv() => next,
-            _ = shutdown.aborted() => return Err(interrupted(report, None)),
+            _ = ctx.shutdown.aborted() => return Err(ctx.interrupted(report, None)),
         };
         let Some((name, data)) = next else { break };
         if name == MANIFEST_NAME {
             continue;
         }
-        let Some(step) = steps.iter().find(|s| s.entry == name) else {
-            return Err(failed(format!("the archive holds '{name}', which the manifest does not list")));
+        let Some(step) = ctx.steps.iter().find(|s| s.entry == name) else {
+            return Err(ctx.failed(format!("the archive holds '{name}', which the manifest does not list")));
         };
-        report.say(format!("restoring {} ({name})", step.what));
-        let source = match step.feed {
-            Feed::Stream => data,
-            Feed::RewritePgGlobals | Feed::RewriteMysqlUsers => rewritten(step.feed, data).await.map_err(&failed)?,
-        };
-        // Checked before anything was touched; checked again here in case the file changed since.
-        let (source, refused) = match crate::engine::psql_guard::guard_for(manifest, &name) {
-            Some(guard) => {
-                let (source, refused) = crate::engine::psql_guard::screen(guard, source);
-                (source, Some(refused))
-            }
-            None => (source, None),
-        };
-        let status = match docker.run_streaming_in(&target.container, &step.command, source, shutdown).await {
-            Ok(status) => status,
-            Err(DockerError::Aborted) => return Err(interrupted(report, Some(step))),
-            Err(e) => return Err(failed(e.to_string())),
-        };
-        if let Some(refusal) = refused.and_then(|mut r| r.try_recv().ok()) {
-            return Err(failed(format!(
-                "entry '{name}' changed since it was checked and is refused at {refusal}; replay stopped before it"
-            )));
-        }
-        if status.exit_code != 0 {
-            return Err(RestoreError::StepFailed {
-                what: step.what.clone(),
-                archive: archive_name.to_string(),
-                code: status.exit_code,
-                stderr: quote_stderr(&status.stderr.text()),
-                rollback: rollback.to_string(),
-            });
-        }
-        report.say(format!("replayed {}", step.what));
-        report.replayed.push(step.what.clone());
+        replay_entry(ctx, step, data, report).await?;
         done += 1;
     }
     match reader.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(failed(format!("reading the archive: {e}"))),
-        Err(e) => return Err(failed(format!("the archive reader stopped: {e}"))),
+        Ok(Err(e)) => return Err(ctx.failed(format!("reading the archive: {e}"))),
+        Err(e) => return Err(ctx.failed(format!("the archive reader stopped: {e}"))),
     }
-    if done != steps.len() {
-        return Err(failed(format!("only {done} of {} entries were found in the archive", steps.len())));
+    if done != ctx.steps.len() {
+        return Err(ctx.failed(format!("only {done} of {} entries were found in the archive", ctx.steps.len())));
     }
+    Ok(())
+}
+
+/// Feeds one entry to its restore command, through the engine's rewrite and the psql guard.
+async fn replay_entry(
+    ctx: &Replay<'_>,
+    step: &RestoreStep,
+    data: mpsc::Receiver<Bytes>,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let name = &step.entry;
+    report.say(format!("restoring {} ({name})", step.what));
+    let source = match step.feed {
+        Feed::Stream => data,
+        Feed::Rewrite => rewritten(ctx.engine, data).await.map_err(|m| ctx.failed(m))?,
+    };
+    // Checked before anything was touched; checked again here in case the file changed since.
+    let (source, refused) = match crate::engine::psql_guard::guard_for(ctx.manifest, name) {
+        Some(guard) => {
+            let (source, refused) = crate::engine::psql_guard::screen(guard, source);
+            (source, Some(refused))
+        }
+        None => (source, None),
+    };
+    let status = match ctx.docker.run_streaming_in(&ctx.target.container, &step.command, source, ctx.shutdown).await {
+        Ok(status) => status,
+        Err(DockerError::Aborted) => return Err(ctx.interrupted(report, Some(step))),
+        Err(e) => return Err(ctx.failed(e.to_string())),
+    };
+    if let Some(refusal) = refused.and_then(|mut r| r.try_recv().ok()) {
+        return Err(ctx.failed(format!(
+            "entry '{name}' changed since it was checked and is refused at {refusal}; replay stopped before it"
+        )));
+    }
+    if status.exit_code != 0 {
+        return Err(RestoreError::StepFailed {
+            what: step.what.clone(),
+            archive: ctx.archive_name.to_string(),
+            code: status.exit_code,
+            stderr: quote_stderr(&status.stderr.text()),
+            rollback: ctx.rollback.to_string(),
+        });
+    }
+    report.say(format!("replayed {}", step.what));
+    report.replayed.push(step.what.clone());
     Ok(())
 }
 
@@ -456,7 +514,7 @@ fn interrupted_state(container: &str, report: &RestoreReport) -> String {
 }
 
 /// Collects a small entry, rewrites it to be replayable over existing roles/users, re-chunks it.
-async fn rewritten(feed: Feed, mut data: mpsc::Receiver<Bytes>) -> Result<mpsc::Receiver<Bytes>, String> {
+async fn rewritten(engine: &dyn Engine, mut data: mpsc::Receiver<Bytes>) -> Result<mpsc::Receiver<Bytes>, String> {
     let mut whole = Vec::new();
     while let Some(chunk) = data.recv().await {
         if whole.len() + chunk.len() > MAX_REWRITTEN_ENTRY {
@@ -465,11 +523,7 @@ async fn rewritten(feed: Feed, mut data: mpsc::Receiver<Bytes>) -> Result<mpsc::
         whole.extend_from_slice(&chunk);
     }
     let text = String::from_utf8(whole).map_err(|_| "the roles/users entry is not UTF-8 text".to_string())?;
-    let out = match feed {
-        Feed::RewritePgGlobals => rewrite_globals(&text),
-        Feed::RewriteMysqlUsers => rewrite_users(&text),
-        Feed::Stream => text,
-    };
+    let out = engine.rewrite_for_restore(&text);
     let (tx, rx) = mpsc::channel(1);
     // One chunk, sent before anyone reads: capacity 1 holds it.
     let _ = tx.try_send(Bytes::from(out));

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
-use crate::manifest::ArchiveKind;
+use crate::vocab::ArchiveKind;
 
 pub const SAFETY_KEEP_DAYS: i64 = 30;
 const TIERS: [&str; 5] = ["last", "daily", "weekly", "monthly", "yearly"];

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub const STATUS_FILE: &str = ".db-backup-status.json";
+use crate::store::Store;
+
+/// The status file's name (the store lays it out; see [`Store::status_path`]).
+pub use crate::store::STATUS_FILE;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DaemonStatus {
@@ -67,13 +70,13 @@ pub fn own_pid_namespace() -> Option<String> {
 }
 
 pub fn status_path(root: &Path) -> PathBuf {
-    root.join(STATUS_FILE)
+    Store::new(root).status_path()
 }
 
 /// Atomic replace: readers never see half a file.
 pub fn write(root: &Path, status: &DaemonStatus) -> std::io::Result<()> {
-    let path = status_path(root);
-    let tmp = root.join(format!("{STATUS_FILE}.{}.tmp", std::process::id()));
+    let store = Store::new(root);
+    let (path, tmp) = (store.status_path(), store.status_tmp_path());
     let json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
     crate::nofollow::replace_file(&path, &tmp, &json, 0o644)
 }

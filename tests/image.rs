@@ -2,11 +2,10 @@
 //! container with the Docker socket mounted, driven with `docker exec`, and the example compose
 //! stack (`examples/compose`) brought up with `docker-compose`.
 //!
-//! The daemons started here follow every labeled container on the host, other test binaries'
-//! included; the two daemon tests of this file run one at a time so that neither daemon works on
-//! the other's containers. Containers are started with [`start`] rather than `Container::start`,
-//! whose first call in a process removes every other process's `dbb-test` containers (including
-//! the live ones of test binaries running at the same time).
+//! The daemons started here are unscoped, as an operator runs them: they follow every labeled
+//! container on the host. That is why this file is a test binary of its own, not a module of
+//! `tests/integration` (whose tests would run beside these daemons in one process), and why its
+//! daemon tests run one at a time, so that neither daemon works on the other's containers.
 
 mod common;
 
@@ -27,19 +26,6 @@ const PROJECT_PREFIX: &str = "dbbcompose";
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Like the harness's `postgres(...)`: labeled for `service`, ready for queries.
-fn pg(service: &str, env: &[&str]) -> Container {
-    let mut spec = Spec::new(PG_IMAGE, &unique(&format!("dbb-pg-{service}")))
-        .label("db-backup.type", "postgres")
-        .label("db-backup.service", service);
-    for e in env {
-        spec = spec.env(e);
-    }
-    let c = Container::start(spec);
-    c.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
-    c
 }
 
 fn run(cmd: &mut Command) -> Run {
@@ -101,7 +87,7 @@ fn image_daemon_stays_up_and_backs_up_lists_and_restores_through_docker_exec() {
     assert!(is_running(&daemon.name), "the daemon exited; logs:\n{}", logs(&daemon.name));
 
     let svc = unique("imgpg");
-    let db = pg(&svc, &["POSTGRES_PASSWORD=img-secret-1"]);
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=img-secret-1"], &[]);
     psql(&db, "postgres", FILL);
     let before = psql(&db, "shop", FINGERPRINT);
     assert!(before.ends_with("|300\n"), "{before}");
@@ -260,7 +246,7 @@ fn compose_example_backs_up_on_startup_on_demand_and_restores() {
     let stack = Stack { project: unique(PROJECT_PREFIX), host_dir: backups.root().to_path_buf() };
     stack.run(&["up", "-d", "--no-build", "db-backup", "db", "mariadb", "mongo"]).ok();
 
-    let db = stack.wait_until("db", "pg_isready -q -U postgres", Duration::from_secs(60));
+    let db = stack.wait_until("db", PG_READY, Duration::from_secs(60));
     let my = stack.wait_until("mariadb", "mariadb-admin ping --silent", Duration::from_secs(90));
     let mongo = stack.wait_until("mongo", MONGO_READY, Duration::from_secs(120));
     assert!(is_running("db-backup"), "the daemon exited; logs:\n{}", logs("db-backup"));
@@ -349,17 +335,7 @@ fn daemon_writes_its_status_file_without_collisions() {
     // lost write very likely to show when the writes share one temporary file.)
     let _serial = serial();
     let services: Vec<String> = (0..40).map(|_| unique("imgst")).collect();
-    let _sleepers: Vec<Container> = services
-        .iter()
-        .map(|svc| {
-            Container::start(
-                Spec::new(BASE_IMAGE, &unique("dbb-img-st"))
-                    .entrypoint(&["sleep", "infinity"])
-                    .label("db-backup.type", "postgres")
-                    .label("db-backup.service", svc),
-            )
-        })
-        .collect();
+    let _sleepers: Vec<Container> = services.iter().map(|svc| sleeping_pg(svc, &[])).collect();
     let backups = host_root();
     let daemon = Container::start(
         Spec::new(DB_BACKUP_IMAGE, &unique("dbb-img-st"))

@@ -1,11 +1,11 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
+use crate::backup::{backup, BackupOutcome};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
-use crate::job::{backup, BackupError, BackupOutcome};
+use crate::exit::Exit;
 use crate::status::journal::record_manual;
 use crate::store::Store;
 
@@ -20,14 +20,14 @@ struct JsonOutcome<'a> {
     bytes_out: u64,
     seconds: f64,
     error: Option<String>,
-    exit_code: i32,
+    exit_code: Exit,
 }
 
-pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Result<Exit> {
     let docker = Docker::connect(settings.scope.as_ref()).await?.with_stall_timeout(settings.stall_timeout);
     let discovered = discover(&docker, &settings.defaults).await?;
     let Some(spec) = discovered.find(service) else {
-        return Ok(report(service, json, Err((EXIT_USAGE, discovered.not_found(service)))));
+        return Ok(report(service, json, Err((Exit::Usage, discovered.not_found(service)))));
     };
     // Ctrl-C / SIGTERM during a manual backup: stop the dump and remove the partial archive.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
@@ -38,7 +38,7 @@ pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Resu
         Err(e) => Err(e.to_string()),
     };
     // Busy means another run holds the service: that one is recorded, this refusal is not a run.
-    if !matches!(result, Err(BackupError::Busy(crate::lock::LockError::Busy { .. }))) {
+    if !matches!(&result, Err(e) if e.exit() == Exit::Busy) {
         record_manual(&settings.root, "backup", service, started_at, journaled);
     }
     let result = match result {
@@ -53,19 +53,19 @@ pub async fn run(settings: &Settings, service: &str, json: bool) -> anyhow::Resu
             );
             Ok(outcome)
         }
-        Err(e @ BackupError::Busy(crate::lock::LockError::Busy { .. })) => Err((EXIT_BUSY, e.to_string())),
+        Err(e) if e.exit() == Exit::Busy => Err((Exit::Busy, e.to_string())),
         Err(e) => {
-            Store::new(&settings.root).remove_if_unused(&spec.service);
-            Err((EXIT_FAILED, format!("backup of service {service} failed, no archive written: {e}")))
+            Store::new(&settings.root).service(&spec.service).remove_if_unused();
+            Err((e.exit(), format!("backup of service {service} failed, no archive written: {e}")))
         }
     };
     Ok(report(service, json, result))
 }
 
 /// Prints the outcome as text or JSON; returns the exit code.
-fn report(service: &str, json: bool, result: Result<BackupOutcome, (i32, String)>) -> i32 {
+fn report(service: &str, json: bool, result: Result<BackupOutcome, (Exit, String)>) -> Exit {
     let code = match &result {
-        Ok(_) => 0,
+        Ok(_) => Exit::Ok,
         Err((code, _)) => *code,
     };
     if json {

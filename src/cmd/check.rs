@@ -1,11 +1,11 @@
 use serde::Serialize;
 
-use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
+use crate::backup::probe;
 use crate::config::Settings;
 use crate::discovery::{confirm_running, validate};
 use crate::docker::Docker;
-use crate::engine::engine_for_spec;
-use crate::job::probe;
+use crate::engine::engine_for;
+use crate::exit::Exit;
 use crate::labels::BackupSpec;
 
 /// Everything `check --json` prints.
@@ -14,7 +14,7 @@ struct Report {
     containers: Vec<ContainerCheck>,
     /// Label problems and refusals (duplicate services), one line each.
     problems: Vec<String>,
-    exit_code: i32,
+    exit_code: Exit,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,7 +41,7 @@ struct ProbeResult {
 /// Validates the labels of every container (running or not), then probes each running one
 /// read-only with its own credentials (unless `labels_only`). Exit 2 on label problems, else 1
 /// when a probe failed, else 0.
-pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::Result<Exit> {
     let docker = Docker::connect(settings.scope.as_ref()).await?.with_stall_timeout(settings.stall_timeout);
     let containers = docker.labeled_containers(true).await?;
     // Stopped containers do not compete for a service name with running ones, nor with each other.
@@ -49,7 +49,7 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
     let running = confirm_running(&docker, containers, &settings.defaults).await;
     let mut found = validate(&running, &settings.defaults);
     let stopped_found = validate(&stopped, &settings.defaults);
-    found.problems.extend(stopped_found.problems.into_iter().filter(|p| !p.message.contains("claimed by several")));
+    found.problems.extend(stopped_found.problems.into_iter().filter(|p| !p.duplicate_service));
     let mut checks = Vec::new();
     for spec in &found.specs {
         let probe = if labels_only { None } else { Some(probe_spec(&docker, spec).await) };
@@ -59,9 +59,9 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
     let problems: Vec<String> = found.problems.iter().map(|p| p.to_string()).collect();
     let probe_failed = checks.iter().any(|c| c.probe.as_ref().is_some_and(|p| !p.ok));
     let exit_code = match (problems.is_empty(), probe_failed) {
-        (false, _) => EXIT_USAGE,
-        (true, true) => EXIT_FAILED,
-        (true, false) => 0,
+        (false, _) => Exit::Usage,
+        (true, true) => Exit::Failed,
+        (true, false) => Exit::Ok,
     };
     let report = Report { containers: checks, problems, exit_code };
     if json {
@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
 }
 
 async fn probe_spec(docker: &Docker, spec: &BackupSpec) -> ProbeResult {
-    let engine = engine_for_spec(spec);
+    let engine = engine_for(spec.engine, spec.credentials());
     match probe(docker, spec, engine.as_ref()).await {
         Ok(p) => ProbeResult { ok: true, server_version: Some(p.server_version), databases: p.databases, error: None },
         Err(e) => ProbeResult { ok: false, server_version: None, databases: Vec::new(), error: Some(e.to_string()) },

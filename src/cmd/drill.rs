@@ -1,19 +1,18 @@
 //! `db-backup drill <service> [--archive NAME]`: one restore drill now.
 
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
 use crate::drill::run::{drill, DrillRunError};
 use crate::drill::settings::DrillSettings;
-use crate::restore::RestoreError;
+use crate::exit::Exit;
 
-pub async fn run(settings: &Settings, service: &str, archive: Option<String>) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, service: &str, archive: Option<String>) -> anyhow::Result<Exit> {
     let limits = match DrillSettings::from_lookup(|k| std::env::var(k).ok()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     };
     let docker = Docker::connect(settings.scope.as_ref()).await?;
@@ -30,14 +29,14 @@ pub async fn run(settings: &Settings, service: &str, archive: Option<String>) ->
     Ok(match result {
         Ok(done) => {
             println!("{}", done.summary());
-            0
+            Exit::Ok
         }
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                DrillRunError::Usage(_) => EXIT_USAGE,
-                DrillRunError::Restore { cause, .. } if matches!(*cause, RestoreError::Busy(_)) => EXIT_BUSY,
-                _ => EXIT_FAILED,
+                DrillRunError::Usage(_) => Exit::Usage,
+                DrillRunError::Restore { cause, .. } => cause.exit(),
+                _ => Exit::Failed,
             }
         }
     })

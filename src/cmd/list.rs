@@ -5,10 +5,10 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
-use crate::job::human_bytes;
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
+use crate::exit::Exit;
+use crate::output::human_bytes;
 use crate::store::{ArchiveFile, Store};
+use crate::vocab::{ArchiveKind, ServiceName};
 
 #[derive(Debug, Serialize)]
 struct ServiceListing {
@@ -18,14 +18,14 @@ struct ServiceListing {
     schedule: Option<String>,
     archives: Vec<ArchiveFile>,
     /// Last verification result per archive name (see `db-backup verify`).
-    verification: BTreeMap<String, crate::verify::VerifyRecord>,
+    verification: BTreeMap<String, crate::store::records::VerifyRecord>,
     /// Last drill per archive name (see `db-backup drill`).
     drills: BTreeMap<String, crate::drill::record::DrillRecord>,
 }
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
 /// A directory without archives (what a failed first backup used to leave) is not a service.
-pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     let mut services: BTreeMap<String, ServiceListing> = BTreeMap::new();
     match Docker::connect(settings.scope.as_ref()).await {
@@ -47,8 +47,9 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
         }
         Err(e) => eprintln!("warning: {e}; listing archives on disk only"),
     }
-    for name in store.services()? {
-        if !services.contains_key(&name) && store.archives(&name).map_or(true, |a| a.is_empty()) {
+    for service in store.services()? {
+        let name = service.to_string();
+        if !services.contains_key(&name) && store.service(&service).archives().map_or(true, |a| a.is_empty()) {
             continue;
         }
         services.entry(name.clone()).or_insert(ServiceListing {
@@ -63,26 +64,28 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
     }
     if let Some(only) = only {
         // A link named like the service is reported as such rather than as an unknown service.
-        store.existing_service_dir(only.as_str())?;
+        store.service(only).exists()?;
         services.retain(|name, _| name == only.as_str());
         if services.is_empty() {
             eprintln!(
                 "error: no service '{only}' (no labeled container and no archives under {})",
                 store.root().display()
             );
-            return Ok(crate::cmd::EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     }
-    let mut code = 0;
+    let mut code = Exit::Ok;
     for listing in services.values_mut() {
-        match store.archives(&listing.service) {
+        // Every listed name is a valid service name: from a label, or parsed from the disk.
+        let dir = store.service(&ServiceName::parse(&listing.service).map_err(anyhow::Error::msg)?);
+        match dir.archives() {
             Ok(archives) => listing.archives = archives,
             Err(e) => {
                 eprintln!("error: service {}: {e}", listing.service);
-                code = crate::cmd::EXIT_FAILED;
+                code = Exit::Failed;
             }
         }
-        listing.verification = crate::verify::load_records(&store.root().join(&listing.service));
+        listing.verification = dir.verify_records();
         listing.drills = crate::drill::record::load_records(&store.root().join(&listing.service));
     }
     if services.is_empty() && !json {

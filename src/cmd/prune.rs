@@ -2,15 +2,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
-use crate::labels::ServiceName;
-use crate::lock::ServiceLock;
+use crate::exit::Exit;
 use crate::prune::apply;
 use crate::retention::KeepPolicy;
-use crate::store::Store;
+use crate::store::{ServiceDir, Store};
+use crate::vocab::ServiceName;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -43,14 +42,14 @@ struct Kept {
 
 /// Applies retention now (or shows what it would do with `--dry-run`), naming for every archive
 /// the tiers that keep it.
-pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Options) -> anyhow::Result<Exit> {
     let store = Store::new(&settings.root);
     // Policies come from the labels of running containers; a directory without one uses DB_BACKUP_KEEP.
-    let mut policies: BTreeMap<String, Option<KeepPolicy>> = BTreeMap::new();
+    let mut policies: BTreeMap<ServiceName, Option<KeepPolicy>> = BTreeMap::new();
     match Docker::connect(settings.scope.as_ref()).await {
         Ok(docker) => {
             for spec in discover(&docker, &settings.defaults).await?.specs {
-                policies.insert(spec.service.to_string(), spec.keep);
+                policies.insert(spec.service, spec.keep);
             }
         }
         Err(e) => eprintln!("warning: {e}; using DB_BACKUP_KEEP for every service"),
@@ -60,17 +59,17 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
     }
     if let Some(only) = only {
         // A link named like the service is reported as such rather than as an unknown service.
-        store.existing_service_dir(only.as_str())?;
-        policies.retain(|s, _| s == only.as_str());
+        store.service(only).exists()?;
+        policies.retain(|s, _| s == only);
         if policies.is_empty() {
             eprintln!("error: no service '{only}' under {} and no labeled container", store.root().display());
-            return Ok(EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     }
-    let mut code = 0;
+    let mut code = Exit::Ok;
     let mut results = Vec::new();
     for (service, policy) in policies {
-        let (result, service_code) = prune_one(&store, &service, policy, settings, options);
+        let (result, service_code) = prune_one(&store.service(&service), policy, settings, options);
         code = code.max(service_code);
         if !options.json {
             print_text(&result);
@@ -84,38 +83,32 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, options: Optio
 }
 
 /// Prunes one service under its lock; returns what happened and the exit code it calls for.
-fn prune_one(
-    store: &Store,
-    service: &str,
-    policy: Option<KeepPolicy>,
-    settings: &Settings,
-    options: Options,
-) -> (Pruned, i32) {
+fn prune_one(dir: &ServiceDir, policy: Option<KeepPolicy>, settings: &Settings, options: Options) -> (Pruned, Exit) {
     let mut out = Pruned {
-        service: service.to_string(),
+        service: dir.name().to_string(),
         policy: policy.map(|p| p.to_string()),
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let Some(policy) = policy else { return (out, 0) };
-    let dir = match store.existing_service_dir(service) {
-        Ok(Some(dir)) => dir,
+    let Some(policy) = policy else { return (out, Exit::Ok) };
+    match dir.exists() {
+        Ok(true) => {}
         // A labeled service that has never been backed up: nothing to prune.
-        Ok(None) => return (out, 0),
+        Ok(false) => return (out, Exit::Ok),
         Err(e) => {
             out.error = Some(e.to_string());
-            return (out, EXIT_FAILED);
+            return (out, Exit::Failed);
         }
     };
-    let _lock = match ServiceLock::try_acquire(&dir, service) {
+    let _lock = match dir.lock() {
         Ok(l) => l,
         Err(e) => {
-            let code = if matches!(e, crate::lock::LockError::Busy { .. }) { EXIT_BUSY } else { EXIT_FAILED };
+            let code = e.exit();
             out.error = Some(e.to_string());
             return (out, code);
         }
     };
-    match apply(store, service, &policy, settings.zone, options.dry_run) {
+    match apply(dir, &policy, settings.zone, options.dry_run) {
         Ok(report) => {
             for d in report.decisions {
                 out.newest_first.push((d.name.clone(), d.keep));
@@ -125,11 +118,11 @@ fn prune_one(
                     out.deleted.push(d.name);
                 }
             }
-            (out, 0)
+            (out, Exit::Ok)
         }
         Err(e) => {
             out.error = Some(e.to_string());
-            (out, EXIT_FAILED)
+            (out, Exit::Failed)
         }
     }
 }

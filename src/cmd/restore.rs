@@ -1,16 +1,13 @@
 use serde_json::json;
 
-use crate::cmd::{EXIT_BUSY, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
 use crate::discovery::discover;
 use crate::docker::Docker;
+use crate::exit::Exit;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 
-/// A restore stopped by SIGTERM/SIGINT (128 + SIGINT, the shell's convention for an interrupt).
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> anyhow::Result<i32> {
-    let docker = Docker::connect(settings.scope.as_ref()).await?;
+pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> anyhow::Result<Exit> {
+    let docker = Docker::connect(settings.scope.as_ref()).await?.with_stall_timeout(settings.stall_timeout);
     let discovered = discover(&docker, &settings.defaults).await?;
     // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
@@ -24,13 +21,7 @@ pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> an
         };
         crate::status::journal::record_manual(&settings.root, "restore", &request.service, started_at, outcome);
     }
-    let code = match &result {
-        Ok(()) => 0,
-        Err(RestoreError::Usage(_)) => EXIT_USAGE,
-        Err(RestoreError::Busy(_)) => EXIT_BUSY,
-        Err(RestoreError::Interrupted { .. }) => EXIT_INTERRUPTED,
-        Err(_) => EXIT_FAILED,
-    };
+    let code = result.as_ref().err().map_or(Exit::Ok, RestoreError::exit);
     if let Err(e) = &result {
         eprintln!("error: {e}");
     }

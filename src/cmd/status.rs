@@ -2,9 +2,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::cmd::{EXIT_DAEMON_DOWN, EXIT_FAILED};
 use crate::config::Settings;
-use crate::job::human_bytes;
+use crate::exit::Exit;
+use crate::output::human_bytes;
+use crate::output::{human_duration, local_time};
 use crate::status::journal::{self, ManualRun};
 use crate::status::{self, DaemonStatus, ServiceStatus};
 
@@ -34,11 +35,11 @@ enum Health {
 }
 
 impl Health {
-    fn exit_code(self) -> i32 {
+    fn exit(self) -> Exit {
         match self {
-            Health::Ok => 0,
-            Health::LastRunFailed => EXIT_FAILED,
-            Health::DaemonDown => EXIT_DAEMON_DOWN,
+            Health::Ok => Exit::Ok,
+            Health::LastRunFailed => Exit::Failed,
+            Health::DaemonDown => Exit::DaemonDown,
         }
     }
 }
@@ -46,12 +47,12 @@ impl Health {
 /// What the daemon wrote last: every service with its schedule, next run and last result, and
 /// the newest manual runs. Exit 0 all good, 1 a service's last run failed or a container is
 /// refused, 3 the daemon is not running (or its status is stale, or it cannot reach the engine).
-pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<Exit> {
     let status = match status::read(&settings.root) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(EXIT_DAEMON_DOWN);
+            return Ok(Exit::DaemonDown);
         }
     };
     let now = Utc::now();
@@ -60,7 +61,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     if json {
         let report = Report { daemon: &status, manual_runs, health, health_detail };
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(health.exit_code());
+        return Ok(health.exit());
     }
     let zone = settings.zone;
     let updated =
@@ -89,7 +90,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     if let Some(detail) = &health_detail {
         println!("{}: {detail}", if health == Health::DaemonDown { "DAEMON DOWN" } else { "ATTENTION" });
     }
-    Ok(health.exit_code())
+    Ok(health.exit())
 }
 
 fn print_service(s: &ServiceStatus, zone: Tz, now: DateTime<Utc>) {
@@ -159,23 +160,6 @@ fn daemon_down(status: &DaemonStatus, now: DateTime<Utc>) -> Option<String> {
     None
 }
 
-/// `2026-11-30 03:00:00 +01:00`: the zone schedules are read in, with its offset.
-fn local_time(t: DateTime<Utc>, zone: Tz) -> String {
-    t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %:z").to_string()
-}
-
-/// `45s`, `12m 5s`, `7h 46m`, `2d 3h`.
-fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) => format!("{m}m {sec}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
-    }
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -187,23 +171,6 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn durations_read_like_a_person_wrote_them() {
-        assert_eq!(human_duration(27985), "7h 46m");
-        assert_eq!(human_duration(45), "45s");
-        assert_eq!(human_duration(725), "12m 5s");
-        assert_eq!(human_duration(2 * 86_400 + 3 * 3600 + 7), "2d 3h");
-        assert_eq!(human_duration(-3), "0s");
-    }
-
-    #[test]
-    fn times_are_shown_in_tz_with_their_offset() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 30, 2, 0, 0).unwrap();
-        assert_eq!(local_time(t, chrono_tz::Europe::Paris), "2026-11-30 03:00:00 +01:00");
-        assert_eq!(local_time(t, chrono_tz::UTC), "2026-11-30 02:00:00 +00:00");
-    }
 
     fn live(now: DateTime<Utc>) -> DaemonStatus {
         DaemonStatus {

@@ -1,13 +1,12 @@
 use serde::Serialize;
 
-use crate::cmd::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Settings;
+use crate::exit::Exit;
 use crate::help::plural;
-use crate::job::human_bytes;
-use crate::labels::ServiceName;
-use crate::manifest::ArchiveKind;
-use crate::store::{ArchiveFile, Store};
-use crate::verify::{record_of, save_records, verify_archive, VERIFY_RECORD};
+use crate::output::human_bytes;
+use crate::store::{ArchiveFile, ServiceDir, Store};
+use crate::verify::{record_of, verify_archive};
+use crate::vocab::{ArchiveKind, ServiceName};
 
 /// What to verify and how to report it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,21 +36,18 @@ struct Report {
 }
 
 /// Reads archives whole and checks them against their manifests: the newest by default.
-pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_>) -> anyhow::Result<i32> {
-    let store = Store::new(&settings.root);
-    let archives = store.archives(service.as_str())?;
+pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_>) -> anyhow::Result<Exit> {
+    let dir = Store::new(&settings.root).service(service);
+    let archives = dir.archives()?;
     if archives.is_empty() {
-        eprintln!(
-            "error: service '{service}' has no archives under {}; see `db-backup list`",
-            store.root().join(service.as_str()).display()
-        );
-        return Ok(EXIT_USAGE);
+        eprintln!("error: service '{service}' has no archives under {}; see `db-backup list`", dir.path().display());
+        return Ok(Exit::Usage);
     }
-    let chosen = match choose(&store, service, &archives, options) {
+    let chosen = match choose(&dir, &archives, options) {
         Ok(chosen) => chosen,
         Err(message) => {
             eprintln!("error: {message}");
-            return Ok(EXIT_USAGE);
+            return Ok(Exit::Usage);
         }
     };
     let mut report = Report { service: service.to_string(), archives: Vec::new(), ok: 0, failed: 0 };
@@ -88,27 +84,22 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
         report.archives.push(checked);
         records.push((a.name.clone(), record_of(&result)));
     }
-    let dir = store.root().join(service.as_str());
-    if let Err(e) = save_records(&dir, &records) {
-        eprintln!("warning: cannot record the results in {}: {e}", dir.join(VERIFY_RECORD).display());
+    if let Err(e) = dir.save_verify_records(&records) {
+        eprintln!("warning: cannot record the results in {}: {e}", dir.verify_records_path().display());
     }
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", summary(report.ok, report.failed));
     }
-    Ok(if report.failed == 0 { 0 } else { EXIT_FAILED })
+    Ok(if report.failed == 0 { Exit::Ok } else { Exit::Failed })
 }
 
 /// The archives `options` select; an unknown or outside archive is a usage error.
-fn choose(
-    store: &Store,
-    service: &ServiceName,
-    archives: &[ArchiveFile],
-    options: Options<'_>,
-) -> Result<Vec<ArchiveFile>, String> {
+fn choose(dir: &ServiceDir, archives: &[ArchiveFile], options: Options<'_>) -> Result<Vec<ArchiveFile>, String> {
+    let service = dir.name();
     if let Some(arg) = options.archive {
-        let name = store.archive_name_from_arg(service, arg).map_err(|e| format!("--archive: {e}"))?;
+        let name = dir.archive_name_from_arg(arg).map_err(|e| format!("--archive: {e}"))?;
         return match archives.iter().find(|a| a.name == name) {
             Some(a) => Ok(vec![a.clone()]),
             None => {

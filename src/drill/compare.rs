@@ -1,8 +1,8 @@
 //! Restored row counts against the counts recorded at backup time (pure).
 
-use crate::engine::EngineKind;
 use crate::rowcount::postgres::unquote_qualified_name;
 use crate::rowcount::TableCounts;
+use crate::vocab::EngineKind;
 
 /// A database whose every recorded table came back with its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,8 +17,9 @@ use futures_util::StreamExt;
 use super::settings::DrillSettings;
 use super::DrillError;
 use crate::docker::Docker;
-use crate::engine::{Engine, EngineKind, Probe};
+use crate::engine::{Engine, Probe};
 use crate::labels::ContainerRef;
+use crate::vocab::EngineKind;
 
 /// The label that marks drill containers; its value is the service drilled. Outside the
 /// `db-backup.` prefix, so label validation and discovery never see it.

@@ -6,8 +6,9 @@
 //! or shell text by us: the server quotes each table name itself (`format('%I')`, `QUOTE()`,
 //! backquotes built in SQL) when it builds the `count(*)` queries.
 
-use crate::engine::{sh_first_of, EngineKind, ExecCommand, Otherwise, SH_PRELUDE};
+use crate::engine::{sh_first_of, ExecCommand, Otherwise, SH_PRELUDE};
 use crate::rowcount::TableCounts;
+use crate::vocab::EngineKind;
 
 /// Every ordinary table (`ONLY`: a parent's count is its own rows, as pg_dump's COPY has them),
 /// counted by one generated `SELECT` each, run by psql's `\gexec`.

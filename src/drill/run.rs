@@ -15,9 +15,10 @@ use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::Docker;
 use crate::engine::{engine_for, Credentials};
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 use crate::shutdown::Shutdown;
+use crate::vocab::EntryRole;
 
 /// Output of a count query is small: a name and a number per table.
 const COUNT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;

@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::Docker;
 use crate::labels::BackupSpec;
-use crate::scheduler::next_run;
+use crate::schedule::next_run;
 use crate::shutdown::Shutdown;
 
 const MAX_SLEEP: Duration = Duration::from_secs(30);

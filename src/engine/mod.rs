@@ -12,44 +12,8 @@ pub mod mysql;
 pub mod postgres;
 pub mod psql_guard;
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-use crate::labels::{BackupSpec, EnvName};
-use crate::manifest::{EntryRole, Manifest};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Postgres,
-    Mysql,
-    Mongo,
-}
-
-impl FromStr for EngineKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Ok(EngineKind::Postgres),
-            "mysql" | "mariadb" => Ok(EngineKind::Mysql),
-            "mongo" | "mongodb" => Ok(EngineKind::Mongo),
-            other => Err(format!("unknown engine '{other}'; expected postgres, mysql, mariadb or mongo")),
-        }
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EngineKind::Postgres => "postgres",
-            EngineKind::Mysql => "mysql",
-            EngineKind::Mongo => "mongo",
-        })
-    }
-}
+use crate::manifest::Manifest;
+use crate::vocab::{EngineKind, EntryRole, EnvName};
 
 /// A command to run in the database container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +66,8 @@ pub struct DumpStep {
 pub enum Feed {
     /// Streamed as they are.
     Stream,
-    /// Read whole (small: roles and users) and rewritten to be idempotent first.
-    RewritePgGlobals,
-    RewriteMysqlUsers,
+    /// Read whole (small: roles and users) and rewritten by [`Engine::rewrite_for_restore`] first.
+    Rewrite,
 }
 
 /// One entry of an archive and how to restore it.
@@ -134,6 +97,10 @@ pub trait Engine: Send + Sync {
     fn check_complete(&self, role: &EntryRole, tail: &[u8]) -> Result<(), String>;
     /// The commands that bring back every entry of `manifest`, in archive order.
     fn restore_steps(&self, manifest: &Manifest, target: &Probe) -> Result<Vec<RestoreStep>, String>;
+    /// An entry fed [`Feed::Rewrite`] (roles, users), made safe to replay over what exists.
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        sql.to_string()
+    }
 }
 
 pub fn engine_for(kind: EngineKind, credentials: Credentials) -> Box<dyn Engine> {
@@ -144,8 +111,24 @@ pub fn engine_for(kind: EngineKind, credentials: Credentials) -> Box<dyn Engine>
     }
 }
 
-pub fn engine_for_spec(spec: &BackupSpec) -> Box<dyn Engine> {
-    engine_for(spec.engine, Credentials { user_env: spec.user_env.clone(), password_env: spec.password_env.clone() })
+/// The databases to dump: every one the server has, or the selection, which must all exist.
+pub(crate) fn select_databases(probe: &Probe, selected: Option<&[String]>) -> Result<Vec<String>, String> {
+    match selected {
+        None => Ok(probe.databases.clone()),
+        Some(wanted) => {
+            let missing: Vec<&str> =
+                wanted.iter().filter(|w| !probe.databases.contains(w)).map(String::as_str).collect();
+            if missing.is_empty() {
+                Ok(wanted.to_vec())
+            } else {
+                Err(format!(
+                    "database(s) {} named in db-backup.databases do not exist on the server; it has: {}",
+                    missing.join(", "),
+                    probe.databases.join(", ")
+                ))
+            }
+        }
+    }
 }
 
 /// Shell function `dbb_env NAME`: sets `$dbb_out` to `$NAME`, else to the contents of the file
@@ -220,11 +203,16 @@ pub fn entry_safe(name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Restore feeds roles and users through the engine's own rewrite, never a per-engine case.
     #[test]
-    fn engine_names_parse() {
-        assert_eq!("mariadb".parse::<EngineKind>(), Ok(EngineKind::Mysql));
-        assert_eq!("PostgreSQL".parse::<EngineKind>(), Ok(EngineKind::Postgres));
-        assert!("oracle".parse::<EngineKind>().unwrap_err().contains("expected postgres"));
+    fn each_engine_rewrites_its_own_roles_or_users_for_restore() {
+        let pg = engine_for(EngineKind::Postgres, Credentials::default());
+        assert!(pg.rewrite_for_restore("CREATE ROLE app;\n").contains("EXCEPTION WHEN duplicate_object"));
+        let my = engine_for(EngineKind::Mysql, Credentials::default());
+        let users = "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*X';\n";
+        assert_eq!(my.rewrite_for_restore(users), mysql::rewrite_users(users));
+        let mongo = engine_for(EngineKind::Mongo, Credentials::default());
+        assert_eq!(mongo.rewrite_for_restore("CREATE ROLE app;\n"), "CREATE ROLE app;\n");
     }
 
     #[test]

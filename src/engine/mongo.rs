@@ -7,12 +7,12 @@
 
 mod prelude;
 
-use super::postgres::select_databases;
 use super::{
-    entry_safe, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed, Otherwise, Probe,
-    RestoreStep, SH_PRELUDE,
+    entry_safe, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed, Otherwise,
+    Probe, RestoreStep, SH_PRELUDE,
 };
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
+use crate::vocab::EntryRole;
 
 /// The admin database of a backup of every database: users, roles and their schema version.
 pub const ADMIN_ENTRY: &str = "admin.archive";
@@ -281,7 +281,8 @@ pub fn has_archive_magic(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ArchiveKind, ManifestEntry, SourceContainer};
+    use crate::manifest::{ManifestEntry, SourceContainer};
+    use crate::vocab::ArchiveKind;
 
     fn mongo() -> Mongo {
         Mongo::new(Credentials::default())

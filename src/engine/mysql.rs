@@ -3,12 +3,12 @@
 //! users and grants. Restore ends the database's connections, drops it, replays its dump, then
 //! re-applies users and grants.
 
-use super::postgres::select_databases;
 use super::{
-    entry_safe, lines_of, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed, Otherwise, Probe,
-    RestoreStep, SH_PRELUDE,
+    entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
+    Otherwise, Probe, RestoreStep, SH_PRELUDE,
 };
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
+use crate::vocab::EntryRole;
 
 pub const TRAILER: &str = "-- Dump completed";
 const SYSTEM_DATABASES: &[&str] = &["information_schema", "performance_schema", "sys", "mysql"];
@@ -73,6 +73,10 @@ impl Mysql {
 }
 
 impl Engine for Mysql {
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        rewrite_users(sql)
+    }
+
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
     }
@@ -147,7 +151,7 @@ impl Engine for Mysql {
                 EntryRole::Users => steps.push(RestoreStep {
                     entry: entry.name.clone(),
                     what: "users and grants".into(),
-                    feed: Feed::RewriteMysqlUsers,
+                    feed: Feed::Rewrite,
                     command: self
                         .script(&format!("{CLIENT_SAFE}exec $dbb_client $dbb_safe -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G >/dev/null\n"))
                         .with_stdin(),
@@ -319,7 +323,7 @@ fn statement_user(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::EnvName;
+    use crate::vocab::EnvName;
 
     fn my() -> Mysql {
         Mysql::new(Credentials::default())
@@ -361,7 +365,8 @@ mod tests {
 
     #[test]
     fn restore_client_runs_with_its_own_commands_off() {
-        use crate::manifest::{ArchiveKind, ManifestEntry, SourceContainer};
+        use crate::manifest::{ManifestEntry, SourceContainer};
+        use crate::vocab::ArchiveKind;
         let entry =
             |name: &str, role| ManifestEntry { name: name.into(), role, size: 0, sha256: String::new(), tables: None };
         let now = chrono::Utc::now();

@@ -3,10 +3,11 @@
 //! archived database (ending its connections) and replays its dump with `ON_ERROR_STOP`.
 
 use super::{
-    entry_safe, lines_of, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed, Otherwise, Probe,
-    RestoreStep, SH_PRELUDE,
+    entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
+    Otherwise, Probe, RestoreStep, SH_PRELUDE,
 };
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
+use crate::vocab::EntryRole;
 
 pub const GLOBALS_TRAILER: &str = "-- PostgreSQL database cluster dump complete";
 pub const DATABASE_TRAILER: &str = "-- PostgreSQL database dump complete";
@@ -51,6 +52,10 @@ const PROBE_SQL: &str = "SELECT v FROM (SELECT 0 AS o, current_setting('server_v
      UNION ALL SELECT 1, datname FROM pg_database WHERE datallowconn AND NOT datistemplate) s ORDER BY o, v";
 
 impl Engine for Postgres {
+    fn rewrite_for_restore(&self, sql: &str) -> String {
+        rewrite_globals(sql)
+    }
+
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
     }
@@ -119,7 +124,7 @@ impl Engine for Postgres {
                 EntryRole::Globals => steps.push(RestoreStep {
                     entry: entry.name.clone(),
                     what: "roles and grants".into(),
-                    feed: Feed::RewritePgGlobals,
+                    feed: Feed::Rewrite,
                     command: self
                         .script(&["psql"], "exec psql -X -q -w -v ON_ERROR_STOP=1 -d postgres -f -\n")
                         .with_stdin(),
@@ -177,25 +182,6 @@ pub fn rewrite_globals(sql: &str) -> String {
     out
 }
 
-pub(crate) fn select_databases(probe: &Probe, selected: Option<&[String]>) -> Result<Vec<String>, String> {
-    match selected {
-        None => Ok(probe.databases.clone()),
-        Some(wanted) => {
-            let missing: Vec<&str> =
-                wanted.iter().filter(|w| !probe.databases.contains(w)).map(String::as_str).collect();
-            if missing.is_empty() {
-                Ok(wanted.to_vec())
-            } else {
-                Err(format!(
-                    "database(s) {} named in db-backup.databases do not exist on the server; it has: {}",
-                    missing.join(", "),
-                    probe.databases.join(", ")
-                ))
-            }
-        }
-    }
-}
-
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
 }
@@ -203,7 +189,7 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::EnvName;
+    use crate::vocab::EnvName;
 
     fn pg() -> Postgres {
         Postgres::new(Credentials::default())

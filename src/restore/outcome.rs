@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
+use crate::vocab::EntryRole;
 
 /// The databases of the target after the replay, compared with before and with the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

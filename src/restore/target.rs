@@ -6,9 +6,9 @@
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::{ContainerInfo, Docker, DockerError};
-use crate::engine::EngineKind;
-use crate::labels::{self, BackupSpec, ContainerRef, ServiceName};
+use crate::labels::{self, BackupSpec, ContainerRef};
 use crate::manifest::Manifest;
+use crate::vocab::{EngineKind, ServiceName};
 
 use super::RestoreError;
 

@@ -18,8 +18,8 @@ mod values_block;
 
 use std::collections::BTreeMap;
 
-use crate::engine::EngineKind;
-use crate::manifest::EntryRole;
+use crate::vocab::EngineKind;
+use crate::vocab::EntryRole;
 
 /// Rows per table (PostgreSQL `schema.table` as pg_dump writes it, MySQL table name, MongoDB
 /// `db.collection`), in name order.

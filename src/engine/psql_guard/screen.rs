@@ -6,8 +6,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{PsqlGuard, Refusal};
-use crate::engine::EngineKind;
-use crate::manifest::{EntryRole, Manifest};
+use crate::manifest::Manifest;
+use crate::vocab::{EngineKind, EntryRole};
 
 /// Bytes held back longer than this (one enormous statement) are passed on checked so far, not
 /// kept in memory.

@@ -2,24 +2,23 @@
 //! the row counters on real dumps against `count(*)`, and a real archive restored into a drill
 //! container and counted.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use common::*;
 use db_backup::docker::Docker;
 use db_backup::drill::compare::compare;
 use db_backup::drill::container::{connect_api, sweep_leftovers, DrillContainer, DrillSpec, DRILL_LABEL};
 use db_backup::drill::count::{count_command, parse_counts};
 use db_backup::drill::settings::DrillSettings;
 use db_backup::drill::DrillError;
-use db_backup::engine::{engine_for, Credentials, EngineKind};
+use db_backup::engine::{engine_for, Credentials};
 use db_backup::labels::ContainerRef;
-use db_backup::manifest::{EntryRole, Manifest};
+use db_backup::manifest::Manifest;
 use db_backup::rowcount::{counter_for, TableCounts};
+use db_backup::vocab::{EngineKind, EntryRole};
 
 const MY_ROOT_PW: &str = "drill-my-secret-1";
 
@@ -54,7 +53,7 @@ fn left_behind(scope: &(String, String)) -> Vec<String> {
     let filters =
         HashMap::from([("label".to_string(), vec![DRILL_LABEL.to_string(), format!("{}={}", scope.0, scope.1)])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    let list = runtime().block_on(common::api().list_containers(Some(options))).expect("list containers");
+    let list = runtime().block_on(crate::common::api().list_containers(Some(options))).expect("list containers");
     list.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect()
 }
 
@@ -71,8 +70,9 @@ fn source_mariadb(service: &str) -> Container {
 }
 
 fn mounts(id: &str) -> Vec<String> {
-    let inspect =
-        runtime().block_on(common::api().inspect_container(id, None::<InspectContainerOptions>)).expect("inspect");
+    let inspect = runtime()
+        .block_on(crate::common::api().inspect_container(id, None::<InspectContainerOptions>))
+        .expect("inspect");
     inspect.mounts.unwrap_or_default().into_iter().filter_map(|m| m.name.or(m.source)).collect()
 }
 
@@ -84,10 +84,10 @@ fn drill_container_is_isolated_answers_and_is_removed(engine: EngineKind, source
     let spec = spec("svc", engine, &source, &scope);
     let drill = start_drill(&spec, &limits(Duration::from_secs(120))).expect("drill container");
     let inspect = runtime()
-        .block_on(common::api().inspect_container(&drill.container.id, None::<InspectContainerOptions>))
+        .block_on(crate::common::api().inspect_container(&drill.container.id, None::<InspectContainerOptions>))
         .expect("inspect the drill container");
     let source_inspect = runtime()
-        .block_on(common::api().inspect_container(&source.id, None::<InspectContainerOptions>))
+        .block_on(crate::common::api().inspect_container(&source.id, None::<InspectContainerOptions>))
         .expect("inspect the source");
     assert_eq!(inspect.image, source_inspect.image, "not the source's image ID");
     assert!(drill.container.name.starts_with("db-backup-drill-svc-"), "{}", drill.container.name);
@@ -112,7 +112,7 @@ fn drill_container_is_isolated_answers_and_is_removed(engine: EngineKind, source
     eprintln!("drill server ready in {:?}", started.elapsed());
     let id = drill.container.id.clone();
     runtime().block_on(drill.remove()).expect("remove");
-    assert!(runtime().block_on(common::api().inspect_container(&id, None::<InspectContainerOptions>)).is_err());
+    assert!(runtime().block_on(crate::common::api().inspect_container(&id, None::<InspectContainerOptions>)).is_err());
     assert_eq!(left_behind(&scope), Vec::<String>::new());
 }
 
@@ -404,7 +404,7 @@ fn mariadb_backup_records_counts_and_a_drill_restore_matches_them() {
 fn drills_of(service: &str) -> Vec<String> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{DRILL_LABEL}={service}")])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    let list = runtime().block_on(common::api().list_containers(Some(options))).expect("list containers");
+    let list = runtime().block_on(crate::common::api().list_containers(Some(options))).expect("list containers");
     list.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect()
 }
 

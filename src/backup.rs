@@ -13,13 +13,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
 use crate::config::Settings;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for_spec, Engine, Probe};
+use crate::engine::{engine_for, DumpStep, Engine, Probe};
+use crate::exit::Exit;
 use crate::labels::BackupSpec;
-use crate::lock::{LockError, ServiceLock};
-use crate::manifest::{ArchiveKind, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME};
+use crate::manifest::{Manifest, ManifestEntry, SourceContainer, MANIFEST_NAME};
+use crate::output::{human_bytes, quote_stderr};
 use crate::rowcount::{RowCounter, TableCounts};
 use crate::shutdown::Shutdown;
-use crate::store::{partial_of, sync_dir, Store};
+use crate::store::lock::LockError;
+use crate::store::records::VerifyRecord;
+use crate::store::{Partial, ServiceDir, Store};
+use crate::vocab::ArchiveKind;
 
 /// Chunks in flight between the engine's stream and the compressor (each up to a frame).
 const CHANNEL_CHUNKS: usize = 64;
@@ -50,6 +54,14 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// A service held by another run is busy; everything else is a failed backup.
+    pub fn exit(&self) -> Exit {
+        match self {
+            BackupError::Busy(lock) => lock.exit(),
+            _ => Exit::Failed,
+        }
+    }
+
     fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
         let context = context.into();
         move |source| BackupError::Io { context, source }
@@ -95,14 +107,14 @@ pub async fn backup(
     settings: &Settings,
     shutdown: &Shutdown,
 ) -> Result<BackupOutcome, BackupError> {
-    let dir = store
-        .service_dir(&spec.service)
+    let dir = store.service(&spec.service);
+    dir.create()
         .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
-    let _lock = ServiceLock::try_acquire(&dir, spec.service.as_str())?;
+    let _lock = dir.lock()?;
     let outcome = backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, shutdown).await?;
     // Retention only ever follows a good backup, in this service's directory, under its lock.
     if let Some(policy) = &spec.keep {
-        match crate::prune::apply(store, spec.service.as_str(), policy, settings.zone, false) {
+        match crate::prune::apply(&dir, policy, settings.zone, false) {
             Ok(report) => {
                 for deleted in report.deleted() {
                     tracing::info!(service = %spec.service, archive = %deleted, "deleted by retention ({policy})");
@@ -114,7 +126,8 @@ pub async fn backup(
     Ok(outcome)
 }
 
-/// Backs up with the service's lock already held by the caller (restore takes a safety backup).
+/// Backs up with the service's lock already held by the caller (restore takes a safety backup):
+/// plan → dump each entry → manifest → verify what was written → publish.
 /// When `shutdown` reaches abort, the dump is stopped and the partial file removed.
 pub async fn backup_locked(
     docker: &Docker,
@@ -126,112 +139,118 @@ pub async fn backup_locked(
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let engine = engine_for_spec(spec);
-    let probe = probe(docker, spec, engine.as_ref()).await?;
+    let engine = engine_for(spec.engine, spec.credentials());
+    let (probe, steps) = plan(docker, spec, engine.as_ref()).await?;
+    let dir = store.service(&spec.service);
+    dir.create().map_err(BackupError::io("creating the service directory"))?;
+    // Deleted when dropped, on every path that does not publish it.
+    let partial = dir.new_partial(kind, started_at);
+    let writer = ArchiveWriter::create_with_encoder(partial.path(), level, crate::gzip::PARALLEL_GZIP)?;
+    let mut sink = ArchiveSink::start(writer);
+    let (entries, bytes_in) =
+        dump_entries(docker, spec, engine.as_ref(), &steps, &mut sink, shutdown).await.map_err(aborted)?;
+    let container = SourceContainer {
+        name: spec.container.name.clone(),
+        id: spec.container.id.clone(),
+        image: spec.container.image.clone(),
+    };
+    let manifest = Manifest::for_backup(
+        kind,
+        spec.service.as_str(),
+        spec.engine,
+        probe.server_version,
+        container,
+        started_at,
+        entries,
+    );
+    let bytes_out = sink.finish(manifest.to_json()).await.map_err(aborted)?;
+    // Read back from disk and proven whole before it gets an archive name.
+    verify_written(partial.path()).await?;
+    let archive = publish(&dir, partial)?;
+    Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
+}
+
+/// The server's answer to the probe, and the dumps that make up the archive.
+async fn plan(docker: &Docker, spec: &BackupSpec, engine: &dyn Engine) -> Result<(Probe, Vec<DumpStep>), BackupError> {
+    let probe = probe(docker, spec, engine).await?;
     let steps = engine
         .dump_steps(&probe, spec.databases.as_deref())
         .map_err(|message| BackupError::Plan { container: spec.container.name.clone(), message })?;
+    Ok((probe, steps))
+}
 
-    let dir = store.service_dir(&spec.service).map_err(BackupError::io("creating the service directory"))?;
-    let archive = Store::new_archive_path(&dir, kind, started_at);
-    let partial = partial_of(&archive);
-    let writer = ArchiveWriter::create_with_encoder(&partial, level, crate::gzip::PARALLEL_GZIP)?;
-    let mut sink = ArchiveSink::start(writer);
-    let work = async {
-        let mut entries = Vec::new();
-        let mut bytes_in = 0;
-        for step in &steps {
-            tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
-            let counter = crate::rowcount::counter_for(spec.engine, &step.role);
-            let (status, info, tail, tables) = sink
-                .stream_entry(&step.entry, counter, |tx| {
-                    docker.run_streaming_out(&spec.container, &step.command, tx, shutdown)
-                })
-                .await?;
-            let status = status?;
-            if status.exit_code != 0 {
-                return Err(BackupError::DumpFailed {
-                    container: spec.container.name.clone(),
-                    entry: step.entry.clone(),
-                    code: status.exit_code,
-                    stderr: quote_stderr(&status.stderr.text()),
-                });
-            }
-            engine.check_complete(&step.role, &tail).map_err(|why| BackupError::Incomplete {
-                container: spec.container.name.clone(),
-                entry: step.entry.clone(),
-                why,
-                stderr: match status.stderr.text() {
-                    s if s.is_empty() => String::new(),
-                    s => format!("; the tool said: {}", quote_stderr(&s)),
-                },
-            })?;
-            bytes_in += info.size;
-            entries.push(ManifestEntry {
-                name: info.name,
-                role: step.role.clone(),
-                size: info.size,
-                sha256: info.sha256,
-                tables,
-            });
-        }
-        let manifest = Manifest {
-            format: FORMAT_VERSION,
-            db_backup_version: env!("CARGO_PKG_VERSION").to_string(),
-            kind,
-            service: spec.service.to_string(),
-            engine: spec.engine,
-            server_version: probe.server_version.clone(),
-            container: SourceContainer {
-                name: spec.container.name.clone(),
-                id: spec.container.id.clone(),
-                image: spec.container.image.clone(),
-            },
-            databases: steps
-                .iter()
-                .filter_map(|s| match &s.role {
-                    crate::manifest::EntryRole::Database { database } => Some(database.clone()),
-                    _ => None,
-                })
-                .collect(),
-            started_at,
-            finished_at: Utc::now(),
-            entries,
-        };
-        let bytes_out = sink.finish(manifest.to_json()).await?;
-        Ok((manifest, bytes_in, bytes_out))
-    };
-    // On abort the exec layer kills the dump and returns `Aborted`; cleanup below runs either way.
-    let result = work.await.map_err(|e| match e {
+/// On abort the exec layer kills the dump and returns `Aborted`.
+fn aborted(e: BackupError) -> BackupError {
+    match e {
         BackupError::Docker(DockerError::Aborted) => BackupError::Aborted,
         other => other,
-    });
-
-    // Read back from disk and proven whole before it gets an archive name.
-    let result = match result {
-        Ok(done) => verify_written(&partial).await.map(|()| done),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok((manifest, bytes_in, bytes_out)) => {
-            std::fs::rename(&partial, &archive).map_err(BackupError::io(format!("renaming {}", partial.display())))?;
-            sync_dir(&dir).map_err(BackupError::io(format!("syncing {}", dir.display())))?;
-            let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let record = crate::verify::VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
-            if let Err(e) = crate::verify::save_records(&dir, &[(name, record)]) {
-                tracing::warn!("cannot record the verification of {}: {e}", archive.display());
-            }
-            Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
-        }
-        Err(e) => {
-            if let Err(rm) = std::fs::remove_file(&partial) {
-                if rm.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("could not remove {}: {rm}", partial.display());
-                }
-            }
-            Err(e)
-        }
     }
+}
+
+/// Streams every dump into the archive, in order; returns the manifest entries and bytes dumped.
+async fn dump_entries(
+    docker: &Docker,
+    spec: &BackupSpec,
+    engine: &dyn Engine,
+    steps: &[DumpStep],
+    sink: &mut ArchiveSink,
+    shutdown: &Shutdown,
+) -> Result<(Vec<ManifestEntry>, u64), BackupError> {
+    let mut entries = Vec::new();
+    let mut bytes_in = 0;
+    for step in steps {
+        let entry = dump_entry(docker, spec, engine, step, sink, shutdown).await?;
+        bytes_in += entry.size;
+        entries.push(entry);
+    }
+    Ok((entries, bytes_in))
+}
+
+/// One dump: its exit code must be 0 and its last bytes must carry the tool's trailer.
+async fn dump_entry(
+    docker: &Docker,
+    spec: &BackupSpec,
+    engine: &dyn Engine,
+    step: &DumpStep,
+    sink: &mut ArchiveSink,
+    shutdown: &Shutdown,
+) -> Result<ManifestEntry, BackupError> {
+    tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
+    let counter = crate::rowcount::counter_for(spec.engine, &step.role);
+    let (status, info, tail, tables) = sink
+        .stream_entry(&step.entry, counter, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
+        .await?;
+    let status = status?;
+    if status.exit_code != 0 {
+        paused_instead(docker, &spec.container).await?;
+        return Err(BackupError::DumpFailed {
+            container: spec.container.name.clone(),
+            entry: step.entry.clone(),
+            code: status.exit_code,
+            stderr: quote_stderr(&status.stderr.text()),
+        });
+    }
+    engine.check_complete(&step.role, &tail).map_err(|why| BackupError::Incomplete {
+        container: spec.container.name.clone(),
+        entry: step.entry.clone(),
+        why,
+        stderr: match status.stderr.text() {
+            s if s.is_empty() => String::new(),
+            s => format!("; the tool said: {}", quote_stderr(&s)),
+        },
+    })?;
+    Ok(ManifestEntry { name: info.name, role: step.role.clone(), size: info.size, sha256: info.sha256, tables })
+}
+
+/// Gives the verified archive its name and records that it was verified.
+fn publish(dir: &ServiceDir, partial: Partial) -> Result<PathBuf, BackupError> {
+    let archive = partial.publish().map_err(|e| BackupError::Io { context: e.context, source: e.source })?;
+    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let record = VerifyRecord { ok: true, problem: None, checked_at: Utc::now() };
+    if let Err(e) = dir.save_verify_records(&[(name, record)]) {
+        tracing::warn!("cannot record the verification of {}: {e}", archive.display());
+    }
+    Ok(archive)
 }
 
 async fn verify_written(partial: &std::path::Path) -> Result<(), BackupError> {
@@ -261,35 +280,19 @@ pub async fn probe_container(
         stderr,
     };
     if status.exit_code != 0 {
+        paused_instead(docker, container).await?;
         return Err(failed(quote_stderr(&status.stderr.text())));
     }
     engine.parse_probe(&stdout).map_err(failed)
 }
 
-/// The tool's own last words, bounded; empty output said so.
-pub fn quote_stderr(text: &str) -> String {
-    let text = text.trim();
-    if text.is_empty() {
-        return "(no error output)".into();
+/// A command started as its container was paused fails with 126 ("could not be started"): a
+/// failure in a container that is paused now is reported as the pause, which the operator can undo.
+async fn paused_instead(docker: &Docker, container: &crate::labels::ContainerRef) -> Result<(), BackupError> {
+    if docker.is_paused(container).await {
+        return Err(DockerError::Paused(container.name.clone()).into());
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(8);
-    lines[start..].join(" | ")
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    Ok(())
 }
 
 /// The archive writer on a blocking thread, fed through bounded channels so that reading the
@@ -418,14 +421,7 @@ fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCom
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stderr_is_quoted_briefly() {
-        assert_eq!(quote_stderr("  "), "(no error output)");
-        let long: String = (0..20).map(|i| format!("line {i}\n")).collect();
-        let q = quote_stderr(&long);
-        assert!(q.starts_with("line 12 | ") && q.ends_with("line 19"), "{q}");
-    }
+    use crate::manifest::FORMAT_VERSION;
 
     fn outcome(databases: usize, bytes_in: u64) -> BackupOutcome {
         BackupOutcome {
@@ -438,7 +434,7 @@ mod tests {
                 db_backup_version: String::new(),
                 kind: ArchiveKind::Backup,
                 service: "db".into(),
-                engine: crate::engine::EngineKind::Postgres,
+                engine: crate::vocab::EngineKind::Postgres,
                 server_version: String::new(),
                 container: SourceContainer { name: "c".into(), id: "i".into(), image: "m".into() },
                 databases: (0..databases).map(|i| format!("d{i}")).collect(),
@@ -455,12 +451,5 @@ mod tests {
         assert!(one.contains("(1 database, 4.0 MiB dumped, 1.0 MiB compressed, 2.0s, 2.0 MiB/s)"), "{one}");
         let two = outcome(2, 4 * 1024 * 1024).summary();
         assert!(two.contains("(2 databases,") && !two.contains("MB/s"), "{two}");
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }

@@ -10,64 +10,25 @@
 //! Passwords are string literals containing "secret": `scripts/check-secrets.sh` looks for them
 //! in the test log.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// About 100 MB of dump: long enough (several seconds) to be caught mid-way.
 const BIG_TABLE: &str = "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g+1)::text) AS t \
      FROM generate_series(1, 1500000) g;";
 
-/// How long a background `db-backup` may take before the test gives up on it.
-const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(180);
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn partials(b: &Backups, service: &str) -> Vec<PathBuf> {
-    b.files(service).into_iter().filter(|p| name_of(p).ends_with(".partial")).collect()
-}
-
-fn partial_bytes(b: &Backups, service: &str) -> u64 {
-    partials(b, service).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
-}
-
-/// The service's directory as (path, bytes), `.lock` aside: what a failed run must not change.
-fn service_snapshot(b: &Backups, service: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = b.root().join(service);
-    b.snapshot().into_iter().filter(|(p, _)| p.starts_with(&dir)).collect()
-}
-
-fn describe(snapshot: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
-    snapshot.iter().map(|(p, d)| format!("{} ({} bytes)", p.display(), d.len())).collect()
-}
-
-/// No `.partial` in the service directory, and every earlier file byte-identical.
-fn assert_service_unchanged(b: &Backups, service: &str, before: &[(PathBuf, Vec<u8>)], context: &str) {
-    assert!(partials(b, service).is_empty(), "a .partial file was left behind: {:?}\n{context}", b.files(service));
-    let after = service_snapshot(b, service);
-    assert!(
-        after == before,
-        "the service directory changed:\nbefore: {:#?}\nafter: {:#?}\n{context}",
-        describe(before),
-        describe(&after)
-    );
-}
-
-fn assert_no_secret(text: &str, secret: &str) {
-    assert!(!text.contains(secret), "the output leaks the password {secret}:\n{text}");
-}
 
 /// No part of an error message is repeated (a cause printed by the error and again by its chain).
 fn assert_said_once(message: &str) {
@@ -75,11 +36,6 @@ fn assert_said_once(message: &str) {
     for (i, part) in parts.iter().enumerate() {
         assert!(!parts[..i].contains(part), "the message says {part:?} twice:\n{message}");
     }
-}
-
-/// A failed CLI run: exit code 1 (the operation failed), not a panic or a usage error.
-fn assert_failed(run: &Run) {
-    assert_eq!(run.code, 1, "expected exit code 1 (failed):\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
 }
 
 /// A labeled PostgreSQL container with `password`, and one good archive of a small database.
@@ -104,20 +60,6 @@ fn container_processes(db: &Container) -> String {
         String::from_utf8_lossy(&ps.stdout),
         String::from_utf8_lossy(&sessions.stdout)
     )
-}
-
-/// `db-backup status --json`, as an operator sees it.
-fn status_json(backups: &Backups) -> Option<serde_json::Value> {
-    let run = backups.run(&["status", "--json"]);
-    // 1 and 3 are verdicts (a failed run, a daemon down) with the JSON printed all the same.
-    if ![0, 1, 3].contains(&run.code) {
-        return None;
-    }
-    serde_json::from_str(&run.stdout).ok()
-}
-
-fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {
-    status_json(backups)?["services"].as_array()?.iter().find(|s| s["service"] == service).cloned()
 }
 
 /// A file system mounted for one test, unmounted when dropped (also when the test fails).
@@ -155,90 +97,6 @@ impl Drop for Mount {
     }
 }
 
-fn docker_socket() -> PathBuf {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
-        _ => PathBuf::from("/var/run/docker.sock"),
-    }
-}
-
-/// Copies `from` to `to` until either side ends, then half-closes `to`.
-fn pipe(mut from: UnixStream, mut to: UnixStream) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to.shutdown(std::net::Shutdown::Write);
-    })
-}
-
-/// A unix-socket proxy in front of the Docker socket that can be cut, as an engine restart would.
-struct Proxy {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<UnixStream>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(path: &Path) -> Proxy {
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).expect("bind the proxy socket");
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
-        let (s, c) = (stop.clone(), conns.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        let Ok(upstream) = UnixStream::connect(docker_socket()) else { continue };
-                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                        pipe(upstream.try_clone().unwrap(), client.try_clone().unwrap());
-                        c.lock().unwrap().extend([client, upstream]);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Proxy { path: path.to_path_buf(), stop, conns, thread: Some(thread) }
-    }
-
-    /// Cuts the open connections; new ones still work.
-    fn drop_connections(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Refuses new connections and cuts the open ones.
-    fn cut(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. db-backup itself SIGKILLed mid-dump
 // ---------------------------------------------------------------------------------------------
@@ -252,11 +110,7 @@ fn backup_killed_with_sigkill_leaves_a_partial_that_the_daemon_removes_and_logs_
     let before = service_snapshot(&backups, &svc);
     psql(&db, "postgres", BIG_TABLE);
 
-    let mut bg = Background::spawn(backups.command(&["backup", &svc]));
-    wait_for(Duration::from_secs(60), "the .partial file to grow", || {
-        (partial_bytes(&backups, &svc) > 100_000 || !bg.running()).then_some(())
-    });
-    assert!(bg.running(), "the backup ended before it could be killed:\n{}", bg.wait(BACKGROUND_TIMEOUT).all());
+    let bg = backup_streaming(backups.command(&["backup", &svc]), &backups, &svc);
     let (status, killed) = bg.kill9();
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert_no_secret(&killed.all(), PW);
@@ -391,7 +245,7 @@ fn unreachable_docker_socket_is_named_by_the_cli_and_the_daemon_waits_logging_on
     let scope = unique("scope");
     let mut daemon = Daemon::spawn(&backups, &scope, &[("DOCKER_HOST", &host)]);
     let status = wait_for(Duration::from_secs(10), "a status file written before the engine is reached", || {
-        status_json(&backups)
+        status_report(&backups)
     });
     eprintln!("[fault 4a] status before the engine was ever reached: {status}");
     assert_eq!(status["engine_connected"], false, "{status}");
@@ -401,24 +255,18 @@ fn unreachable_docker_socket_is_named_by_the_cli_and_the_daemon_waits_logging_on
     let log = daemon.log();
     assert_eq!(log.matches("cannot reach the Docker Engine").count(), 1, "once, not per retry:\n{log}");
     assert!(log.contains(&host), "the log does not name the host:\n{log}");
-    assert_eq!(status_json(&backups).unwrap()["engine_connected"], false);
+    assert_eq!(status_report(&backups).unwrap()["engine_connected"], false);
 
     // A labeled container waits; then the socket appears.
     let svc = unique("flater");
-    let c = Container::start(
-        Spec::new(BASE_IMAGE, &unique("dbb-later"))
-            .entrypoint(&["sleep", "infinity"])
-            .label("db-backup.type", "postgres")
-            .label("db-backup.service", &svc)
-            .label(SCOPE_LABEL, &scope),
-    );
+    let c = sleeping_pg(&svc, &[(SCOPE_LABEL, &scope)]);
     let _proxy = Proxy::start(&sock);
     let appeared = Instant::now();
     wait_for(Duration::from_secs(20), "the daemon to connect and schedule the container", || {
         service_status(&backups, &svc).filter(|s| s["container"] == c.name.as_str() && s["next_run"].is_string())
     });
     eprintln!("[fault 4a] scheduled {:.1}s after the socket appeared", appeared.elapsed().as_secs_f64());
-    assert_eq!(status_json(&backups).unwrap()["engine_connected"], true);
+    assert_eq!(status_report(&backups).unwrap()["engine_connected"], true);
     let log = daemon.log();
     assert!(log.contains("connected to the Docker Engine"), "{log}");
     assert_eq!(log.matches("cannot reach the Docker Engine").count(), 1, "{log}");
@@ -437,15 +285,10 @@ fn backup_with_the_engine_cut_mid_dump(prefix: &str, password: &str, gone: bool)
     psql(&db, "postgres", BIG_TABLE);
 
     let sock_dir = tempfile::Builder::new().prefix("dbb-proxy-").tempdir().unwrap();
-    let sock = sock_dir.path().join("proxy.sock");
-    let mut proxy = Proxy::start(&sock);
+    let mut proxy = Proxy::start(&sock_dir.path().join("proxy.sock"));
     let mut cmd = backups.command(&["backup", &svc]);
-    cmd.env("DOCKER_HOST", format!("unix://{}", sock.display()));
-    let mut bg = Background::spawn(cmd);
-    wait_for(Duration::from_secs(60), "the .partial file to grow", || {
-        (partial_bytes(&backups, &svc) > 100_000 || !bg.running()).then_some(())
-    });
-    assert!(bg.running(), "the backup ended before the cut:\n{}", bg.wait(BACKGROUND_TIMEOUT).all());
+    cmd.env("DOCKER_HOST", proxy.host());
+    let bg = backup_streaming(cmd, &backups, &svc);
     if gone {
         proxy.cut();
     } else {
@@ -525,9 +368,7 @@ fn postgres_label_on_a_mariadb_container_fails_naming_psql() {
             .label("db-backup.service", &svc),
     );
     let backups = Backups::new();
-    let dir = backups.root().join(&svc);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("2000-01-01T00-00-00Z.tar.gz"), b"an archive from an earlier run").unwrap();
+    seed_earlier_archive(&backups, &svc);
     let before = service_snapshot(&backups, &svc);
 
     // The test images share one base, so this MariaDB image has a psql client, but no server.
@@ -622,7 +463,7 @@ struct Seen {
 struct Filter {
     path: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
-    connections: Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -633,7 +474,7 @@ impl Filter {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let connections: Arc<AtomicUsize> = Arc::default();
         let (s, log, count) = (stop.clone(), seen.clone(), connections.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {

@@ -1,24 +1,10 @@
 //! The daemon (`db-backup run`) against real containers: pickup through events, seconds-level
 //! schedules, removal and relabeling, engine connection loss, shutdown during a dump.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-/// The daemon's view of one service, through `db-backup status --json` (as an operator sees it).
-fn service_status(backups: &Backups, service: &str) -> Option<serde_json::Value> {
-    let run = backups.run(&["status", "--json"]);
-    // 1 and 3 are verdicts (a failed run, a daemon down) with the JSON printed all the same.
-    if ![0, 1, 3].contains(&run.code) {
-        return None;
-    }
-    let status: serde_json::Value = serde_json::from_str(&run.stdout).ok()?;
-    status["services"].as_array()?.iter().find(|s| s["service"] == service).cloned()
-}
+use crate::common::*;
 
 fn scheduled(backups: &Backups, service: &str, container: &str) -> bool {
     service_status(backups, service)
@@ -55,13 +41,7 @@ fn daemon_pickup_latency_is_under_a_second() {
     let daemon = Daemon::start(&backups, &unique("scope"), &[]);
     let svc = unique("dlat");
     // A container that needs no readiness wait: the label alone is what the daemon reacts to.
-    let c = Container::start(
-        Spec::new(BASE_IMAGE, &unique("dbb-lat"))
-            .entrypoint(&["sleep", "infinity"])
-            .label(daemon.label().0, daemon.label().1)
-            .label("db-backup.type", "postgres")
-            .label("db-backup.service", &svc),
-    );
+    let c = sleeping_pg(&svc, &[daemon.label()]);
     // Measured from the moment the engine has started it (the start API call returned).
     let start = Instant::now();
     wait_for(Duration::from_secs(5), "the service in status", || scheduled(&backups, &svc, &c.name).then_some(()));
@@ -119,68 +99,15 @@ fn stamp_seconds(path: &Path) -> i64 {
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H-%M-%SZ").unwrap().and_utc().timestamp()
 }
 
-/// A unix-socket proxy in front of the Docker socket that can be cut and restored: socat, one
-/// child process per connection, all in one process group so that cutting ends every connection
-/// at once, as an engine restart does.
-struct Proxy {
-    path: PathBuf,
-    child: Child,
-}
-
-impl Proxy {
-    fn start(path: &Path) -> Proxy {
-        use std::os::unix::process::CommandExt;
-        let _ = std::fs::remove_file(path);
-        let child = std::process::Command::new("socat")
-            .arg(format!("UNIX-LISTEN:{},fork", path.display()))
-            .arg(format!("UNIX-CONNECT:{}", docker_socket().display()))
-            .process_group(0)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat is needed for this test (apt-get install socat)");
-        wait_for(Duration::from_secs(5), "the proxy socket", || path.exists().then_some(()));
-        Proxy { path: path.to_path_buf(), child }
-    }
-
-    /// Refuses new connections and cuts the open ones.
-    fn cut(mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn docker_socket() -> PathBuf {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
-        _ => PathBuf::from("/var/run/docker.sock"),
-    }
-}
-
 #[test]
 fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile() {
     let backups = Backups::new();
     let sock = backups.root().join("proxy.sock");
-    let proxy = Proxy::start(&sock);
-    let host = format!("unix://{}", sock.display());
+    let mut proxy = Proxy::start(&sock);
+    let host = proxy.host();
     let daemon = Daemon::start(&backups, &unique("scope"), &[("DOCKER_HOST", &host)]);
     let before = unique("dconn1");
-    let c1 = Container::start(
-        Spec::new(BASE_IMAGE, &unique("dbb-conn"))
-            .entrypoint(&["sleep", "infinity"])
-            .label("db-backup.type", "postgres")
-            .label("db-backup.service", &before)
-            .label(daemon.label().0, daemon.label().1),
-    );
+    let c1 = sleeping_pg(&before, &[daemon.label()]);
     wait_for(Duration::from_secs(5), "the first container", || scheduled(&backups, &before, &c1.name).then_some(()));
 
     proxy.cut();
@@ -188,13 +115,7 @@ fn daemon_reconnects_after_losing_the_engine_and_picks_up_what_started_meanwhile
         backups.run(&["status", "--json"]).stdout.contains("\"engine_connected\": false").then_some(())
     });
     let during = unique("dconn2");
-    let c2 = Container::start(
-        Spec::new(BASE_IMAGE, &unique("dbb-conn"))
-            .entrypoint(&["sleep", "infinity"])
-            .label("db-backup.type", "postgres")
-            .label("db-backup.service", &during)
-            .label(daemon.label().0, daemon.label().1),
-    );
+    let c2 = sleeping_pg(&during, &[daemon.label()]);
     std::thread::sleep(Duration::from_secs(2));
     let _proxy = Proxy::start(&sock);
     wait_for(Duration::from_secs(20), "the container started during the outage", || {

@@ -2,12 +2,10 @@
 //! and paused dumps, start-up backups of recreated containers, `check`'s probes, manual runs in
 //! the log and `status`, `status` times and exit codes, `backup --json`.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn status_json(backups: &Backups) -> (i32, serde_json::Value) {
     let run = backups.run(&["status", "--json"]);
@@ -150,13 +148,16 @@ fn a_dump_in_a_paused_container_stalls_out_and_the_next_backup_works() {
     let svc = unique("tdpause");
     let (db, locker) = postgres_with_a_blocked_table(&svc, &[]);
     let mut cmd = backups.command(&["backup", &svc]);
-    cmd.env("DB_BACKUP_STALL_TIMEOUT", "3s");
+    cmd.env("DB_BACKUP_STALL_TIMEOUT", "8s");
     let started = Instant::now();
     let run = Background::spawn(cmd);
-    // The dump has begun once its partial archive exists; then the container is frozen.
-    wait_for(Duration::from_secs(20), "the partial archive", || {
-        backups.files(&svc).into_iter().find(|p| name_of(p).ends_with(".partial"))
+    // Frozen only once pg_dump waits on the lock: a pause while the engine starts the exec makes
+    // it fail with 126 instead, a different path (a_dump_started_as_its_container_pauses_...).
+    wait_for(Duration::from_secs(20), "the dump waiting on the lock", || {
+        let waiting = psql(&db, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock';");
+        (waiting.trim() == "1").then_some(())
     });
+    assert!(backups.files(&svc).iter().any(|p| name_of(p).ends_with(".partial")), "{:?}", backups.files(&svc));
     docker(&["pause", &db.name]);
     let unpause = Unpause(&db.name);
     let run = run.wait(Duration::from_secs(60));

@@ -2,13 +2,10 @@
 //! mongodump/mongorestore 100.8.0, in the `dbb-test/mongo:8.2` image, which has no mongosh and no
 //! mongo shell. The tests' own client is pymongo, run inside the container.
 
-mod common;
-
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ROOT_PW: &str = "mongo-secret-1";
 
@@ -86,7 +83,7 @@ fn mongo_round_trip_in_place_and_into_a_fresh_container_without_a_shell() {
     assert_eq!(fingerprint(&db), before, "in place: {}", restore.all());
     let out = restore.all();
     assert!(out.contains("left alone (not in the archive): scratch"), "{out}");
-    assert!(out.contains("3 database(s) of service"), "{out}");
+    assert!(out.contains("restore complete: 3 database(s) restored"), "{out}");
     assert!(pymongo(&db, "print(c.scratch.t.count_documents({}))").trim() == "1", "scratch must be left alone");
     assert_eq!(backups.safety_archives(&svc).len(), 1);
 
@@ -165,15 +162,11 @@ fn mongo_server_killed_mid_dump_fails_and_leaves_no_archive() {
     let env = root_env();
     // The server is not PID 1 here, so that it can be killed while the container (and the
     // running mongodump) live on.
-    let mut spec = Spec::new(MONGO_IMAGE, &unique("dbb-mongo-kill"))
-        .label("db-backup.type", "mongo")
-        .label("db-backup.service", &svc)
-        .entrypoint(&["sh", "-c", "docker-entrypoint.sh mongod; sleep 3600"]);
+    let mut spec = mongo_spec(&svc).entrypoint(&["sh", "-c", "docker-entrypoint.sh mongod; sleep 3600"]);
     for e in &env {
         spec = spec.env(e);
     }
-    let db = Container::start(spec);
-    db.wait_until(MONGO_READY, Duration::from_secs(120));
+    let db = start_mongo(spec);
     pymongo(&db, "c.big.items.insert_many([{'i': i, 's': 'x' * 400} for i in range(60000)])");
 
     let backups = Backups::new();
@@ -197,38 +190,6 @@ fn mongo_server_killed_mid_dump_fails_and_leaves_no_archive() {
 }
 
 // ---- no password in any argv -------------------------------------------------------------------
-
-const SAMPLE_END: &str = "=====dbb-sample-end=====";
-const SAMPLER_STOP: &str = "/tmp/dbb-stop-sampling";
-
-/// Every process's argv in the container every 50 ms, until told to stop through a file.
-struct ArgvSampler {
-    client: Child,
-    output: JoinHandle<Vec<u8>>,
-}
-
-impl ArgvSampler {
-    fn start(c: &Container) -> Self {
-        let script = format!(
-            "rm -f {SAMPLER_STOP}; while [ ! -e {SAMPLER_STOP} ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; echo; ps -eww -o args; echo '{SAMPLE_END}'; sleep 0.05; done"
-        );
-        let mut client = Command::new("docker")
-            .args(["exec", &c.name, "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker exec");
-        let output = drain(client.stdout.take().expect("stdout"));
-        ArgvSampler { client, output }
-    }
-
-    fn stop(mut self, c: &Container) -> Vec<String> {
-        c.sh_ok(&format!("touch {SAMPLER_STOP}"));
-        assert!(self.client.wait().expect("sampler").success(), "the argv sampler failed");
-        let output = String::from_utf8_lossy(&self.output.join().expect("sampler output")).into_owned();
-        output.split(SAMPLE_END).map(str::to_string).filter(|s| !s.trim().is_empty()).collect()
-    }
-}
 
 #[test]
 fn mongo_password_is_in_no_argv_during_probe_dump_and_restore() {

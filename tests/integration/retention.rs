@@ -1,9 +1,7 @@
 //! Retention and verification with the real binary: what is deleted, what never is, and how a
 //! damaged archive is reported.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn retention_after_a_backup_keeps_the_policy_and_never_touches_foreign_files() {

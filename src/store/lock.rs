@@ -4,6 +4,8 @@
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
+use crate::exit::Exit;
+
 /// The lock file's name in each service directory.
 pub const LOCK_FILE: &str = ".lock";
 
@@ -13,6 +15,16 @@ pub enum LockError {
     Busy { service: String, path: PathBuf },
     #[error("cannot take the service lock {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl LockError {
+    /// Busy asks the caller to try again later; any other failure is a failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            LockError::Busy { .. } => Exit::Busy,
+            LockError::Io { .. } => Exit::Failed,
+        }
+    }
 }
 
 /// Held for the duration of a run; dropping it releases the lock.
@@ -46,7 +58,17 @@ mod tests {
         let first = ServiceLock::try_acquire(dir.path(), "db").unwrap();
         let err = ServiceLock::try_acquire(dir.path(), "db").unwrap_err();
         assert!(err.to_string().contains("service 'db' is busy"), "{err}");
+        assert_eq!(err.exit(), Exit::Busy);
         drop(first);
         assert!(ServiceLock::try_acquire(dir.path(), "db").is_ok());
+    }
+
+    /// A lock that fails for another reason than a holder (a planted link) is a failure, not busy.
+    #[test]
+    fn a_link_planted_as_the_lock_is_a_failure_not_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join(LOCK_FILE)).unwrap();
+        let err = ServiceLock::try_acquire(dir.path(), "db").unwrap_err();
+        assert_eq!(err.exit(), Exit::Failed, "{err}");
     }
 }

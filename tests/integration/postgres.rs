@@ -1,11 +1,9 @@
 //! PostgreSQL round trips against real servers: fill, back up, damage, restore, compare.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const FILL: &str = r#"
 CREATE ROLE app_rw LOGIN PASSWORD 'rw-secret-1';
@@ -136,8 +134,7 @@ fn postgres_restore_into_a_fresh_container_clones_the_service() {
     let backups = Backups::new();
     backups.run(&["backup", &svc]).ok();
 
-    let fresh = Container::start(Spec::new(PG_IMAGE, &unique("dbb-pg-fresh")).env("POSTGRES_PASSWORD=other-secret"));
-    fresh.wait_until("pg_isready -q -U postgres", std::time::Duration::from_secs(60));
+    let fresh = start_pg(Spec::new(PG_IMAGE, &unique("dbb-pg-fresh")).env("POSTGRES_PASSWORD=other-secret"));
     let out = backups.run(&["restore", &svc, "--into", &fresh.name, "--no-safety-backup"]).ok();
     assert!(out.stdout.contains("no safety backup"), "{}", out.stdout);
     assert_eq!(fingerprint(&fresh), before, "{}", out.all());

@@ -2,15 +2,13 @@
 //! names) and the CLI as an operator meets it (exit codes, empty states, help and wording).
 //! Issue 9, points 2, 3, 16, 17 and 18.
 
-mod common;
-
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use common::*;
-use db_backup::labels::ServiceName;
+use crate::common::*;
 use db_backup::nofollow::LINK_REFUSED;
 use db_backup::store::Store;
+use db_backup::vocab::ServiceName;
 
 /// A directory outside the root holding things a link below the root points at.
 struct Outside {
@@ -78,7 +76,7 @@ fn a_service_directory_that_is_a_link_is_never_chmodded_pruned_verified_or_liste
     let list_one = backups.run(&["list", "linked"]);
     assert!(refused_link(&list_one.stderr, &link), "{}", list_one.all());
 
-    let err = Store::new(backups.root()).service_dir(&ServiceName::parse("linked").unwrap()).unwrap_err();
+    let err = Store::new(backups.root()).service(&ServiceName::parse("linked").unwrap()).create().unwrap_err();
     assert!(refused_link(&err.to_string(), &link), "{err}");
     assert_eq!(outside.snapshot(), before, "something outside the root changed");
 }
@@ -200,11 +198,11 @@ fn a_partial_name_taken_by_a_link_is_never_reused() {
     let root = tempfile::tempdir().unwrap();
     let outside = Outside::new();
     let store = Store::new(root.path());
-    let dir = store.service_dir(&ServiceName::parse("db").unwrap()).unwrap();
+    let dir = store.service(&ServiceName::parse("db").unwrap()).create().unwrap();
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-25T03:04:05Z").unwrap().to_utc();
     let planted = dir.join("2026-11-25T03-04-05Z.tar.gz.partial");
     symlink(outside.path().join("dangling"), &planted).unwrap();
-    let chosen = Store::new_archive_path(&dir, db_backup::manifest::ArchiveKind::Backup, at);
+    let chosen = Store::new_archive_path(&dir, db_backup::vocab::ArchiveKind::Backup, at);
     assert!(chosen.ends_with("2026-11-25T03-04-05Z-2.tar.gz"), "{}", chosen.display());
     assert!(!outside.path().join("dangling").exists());
 }
@@ -317,7 +315,7 @@ fn top_level_help_lists_every_environment_variable_the_source_reads() {
     let backups = Backups::new();
     let help = backups.run(&["--help"]).ok().stdout;
     let mut names = Vec::new();
-    for file in ["src/config.rs", "src/logging.rs", "src/docker.rs", "src/daemon.rs", "src/scheduler.rs"] {
+    for file in ["src/config.rs", "src/logging.rs", "src/docker.rs", "src/daemon.rs", "src/schedule.rs"] {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap_or_default();
         for piece in text.split('"').skip(1).step_by(2) {
             if piece.starts_with("DB_BACKUP_") && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_') {

@@ -1,10 +1,8 @@
 //! MariaDB round trips against real servers: fill, back up, damage, restore, compare.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const ROOT_PW: &str = "my-root-secret-1";
 
@@ -124,10 +122,8 @@ fn mariadb_restore_into_a_fresh_container() {
     let backups = Backups::new();
     backups.run(&["backup", &svc]).ok();
 
-    let fresh = Container::start(
-        Spec::new(MARIADB_IMAGE, &unique("dbb-my-fresh")).env("MARIADB_ROOT_PASSWORD=another-root-pw"),
-    );
-    fresh.wait_until("mariadb-admin ping --silent", std::time::Duration::from_secs(90));
+    let fresh =
+        start_mariadb(Spec::new(MARIADB_IMAGE, &unique("dbb-my-fresh")).env("MARIADB_ROOT_PASSWORD=another-root-pw"));
     let out = backups.run(&["restore", &svc, "--into", &fresh.name]).ok();
     assert_eq!(mysql(&fresh, FINGERPRINT), before, "{}", out.all());
     // The target's own root password still works: a restore never locks out its admin.

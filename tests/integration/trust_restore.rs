@@ -3,78 +3,12 @@
 //! `--into` safety backups stay with their own container, `--archive` takes the path `backup`
 //! prints, bad arguments exit 2, and `--json` reports what happened.
 
-mod common;
-
-use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-use db_backup::archive::{ArchiveWriter, EntryInfo};
-use db_backup::engine::EngineKind;
-use db_backup::manifest::{
-    ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
-};
+use crate::common::*;
 
 const PG_PW: &str = "POSTGRES_PASSWORD=pg-secret-Tr-4";
-
-fn add_entry(w: &mut ArchiveWriter, name: &str, data: &[u8]) -> EntryInfo {
-    let mut entry = w.begin_entry(name, 0).expect("begin entry");
-    entry.write_all(data).expect("write entry");
-    entry.finish().expect("finish entry").0
-}
-
-const GLOBALS: &str =
-    "--\n-- PostgreSQL database cluster dump\n--\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
-
-fn pg_dump_text(body: &str) -> String {
-    format!("--\n-- PostgreSQL database dump\n--\n\n{body}\n--\n-- PostgreSQL database dump complete\n--\n\n")
-}
-
-/// A well-formed PostgreSQL archive (sizes, sha256 and trailers right) in `service`'s directory:
-/// one entry per `(database, sql)`, and a manifest listing `listed`.
-fn write_pg_archive(
-    backups: &Backups,
-    service: &str,
-    db: &Container,
-    entries: &[(&str, &str)],
-    listed: &[&str],
-) -> String {
-    let dir = backups.root().join(service);
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = "2099-01-01T00-00-00Z.tar.gz";
-    let mut writer = ArchiveWriter::create(&dir.join(name), 6).unwrap();
-    let g = add_entry(&mut writer, "globals.sql", GLOBALS.as_bytes());
-    let mut manifest_entries =
-        vec![ManifestEntry { name: g.name, role: EntryRole::Globals, size: g.size, sha256: g.sha256, tables: None }];
-    for (database, sql) in entries {
-        let info = add_entry(&mut writer, &format!("databases/{database}.sql"), pg_dump_text(sql).as_bytes());
-        manifest_entries.push(ManifestEntry {
-            name: info.name,
-            role: EntryRole::Database { database: database.to_string() },
-            size: info.size,
-            sha256: info.sha256,
-            tables: None,
-        });
-    }
-    let now = chrono::Utc::now();
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        db_backup_version: "0.1.0".into(),
-        kind: ArchiveKind::Backup,
-        service: service.to_string(),
-        engine: EngineKind::Postgres,
-        server_version: "15".into(),
-        container: SourceContainer { name: db.name.clone(), id: db.id.clone(), image: PG_IMAGE.into() },
-        databases: listed.iter().map(|s| s.to_string()).collect(),
-        started_at: now,
-        finished_at: now,
-        entries: manifest_entries,
-    };
-    writer.append_bytes(MANIFEST_NAME, 0, &manifest.to_json()).unwrap();
-    writer.finish().unwrap();
-    name.to_string()
-}
 
 fn databases(db: &Container) -> String {
     psql(db, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE NOT datistemplate")
@@ -262,8 +196,7 @@ fn service_and_stranger(prefix: &str) -> (String, Container, Container, Backups)
     let own = postgres(&svc, &[PG_PW], &[]);
     psql(&own, "postgres", "CREATE DATABASE app;");
     psql(&own, "app", "CREATE TABLE t (v text); INSERT INTO t VALUES ('service');");
-    let stranger = Container::start(Spec::new(PG_IMAGE, &unique("dbb-pg-stranger")).env(PG_PW));
-    stranger.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
+    let stranger = start_pg(Spec::new(PG_IMAGE, &unique("dbb-pg-stranger")).env(PG_PW));
     psql(&stranger, "postgres", "CREATE DATABASE app;");
     psql(&stranger, "app", "CREATE TABLE t (v text); INSERT INTO t VALUES ('stranger');");
     let backups = Backups::new();

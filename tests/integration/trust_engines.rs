@@ -2,13 +2,11 @@
 //! archives whose SQL tries to run commands through the client, and MariaDB roles restored in
 //! place.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use db_backup::archive::{for_each_entry, ArchiveWriter};
 use db_backup::manifest::{Manifest, MANIFEST_NAME};
 use db_backup::verify::verify_archive;
@@ -31,10 +29,6 @@ fn psql_in(c: &Container, db: &str, sql: &str) -> String {
         .expect("docker exec");
     assert!(out.status.success(), "psql in {db}: {sql}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 fn mysql_ident(name: &str) -> String {

@@ -7,28 +7,13 @@
 //! seconds; a dump that must merely stay *in progress* (busy service, argv sampling) is held on a
 //! table lock taken by the test, which is deterministic however fast the machine is.
 
-mod common;
-
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::*;
-use db_backup::archive::{ArchiveWriter, EntryInfo};
-use db_backup::engine::EngineKind;
-use db_backup::manifest::{
-    ArchiveKind, EntryRole, Manifest, ManifestEntry, SourceContainer, FORMAT_VERSION, MANIFEST_NAME,
-};
+use crate::common::*;
 use db_backup::verify::verify_archive;
-
-/// Local socket connections need the password (the image trusts them otherwise).
-const SCRAM: &str = "POSTGRES_INITDB_ARGS=--auth-local=scram-sha-256 --auth-host=scram-sha-256";
-
-/// How long a background `db-backup` may take before the test gives up on it.
-const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(180);
+use db_backup::vocab::ArchiveKind;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -43,44 +28,6 @@ const MEDIUM_PG_SCALE: u32 = 3;
 
 /// Rows of about 230 bytes of hex text each (about 9 MB of dump).
 const MEDIUM_MARIADB_ROWS: u32 = 40_000;
-
-/// `docker exec` with environment variables taken from our own environment (`-e NAME` without a
-/// value), so that secrets are in no argv, neither here nor in the container.
-fn exec_with_env(c: &Container, env: &[(&str, &str)], script: &str) -> Output {
-    let mut cmd = Command::new("docker");
-    cmd.arg("exec");
-    for (k, v) in env {
-        cmd.arg("-e").arg(k).env(k, v);
-    }
-    cmd.args([c.name.as_str(), "sh", "-c", script]);
-    cmd.output().expect("docker exec")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// psql as `postgres` with `password`; the output, whether it succeeded or not.
-fn psql_as(c: &Container, password: &str, db: &str, sql: &str) -> Output {
-    exec_with_env(
-        c,
-        &[("PGPASSWORD", password)],
-        &format!("psql -X -w -v ON_ERROR_STOP=1 -At -U postgres -d {db} <<'DBB_SQL'\n{sql}\nDBB_SQL"),
-    )
-}
-
-fn psql_as_ok(c: &Container, password: &str, db: &str, sql: &str) -> String {
-    let out = psql_as(c, password, db, sql);
-    assert!(out.status.success(), "in {}: psql `{sql}` failed: {}", c.name, text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The mariadb client as root with the password read from the file the container was given.
-fn mysql_from_file(c: &Container, file: &str, sql: &str) -> String {
-    c.sh_ok(&format!(
-        "MYSQL_PWD=\"$(cat {file})\" mariadb --default-character-set=utf8mb4 -uroot -N -B <<'DBB_SQL'\n{sql}\nDBB_SQL"
-    ))
-}
 
 /// `pgbench -i -s scale` into the `postgres` database (`pgbench_accounts`: 100 000 rows a scale).
 fn fill_pgbench(c: &Container, password: &str, scale: u32) {
@@ -100,6 +47,17 @@ fn fill_mariadb_medium(c: &Container) {
     );
 }
 
+/// How many sessions of the PostgreSQL server match `condition` (on `pg_stat_activity`).
+fn pg_sessions(c: &Container, password: &str, condition: &str) -> String {
+    let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE {condition}");
+    psql_as_ok(c, password, "postgres", &sql).trim().to_string()
+}
+
+/// How many threads of the MariaDB server match `condition` (on `information_schema.PROCESSLIST`).
+fn mariadb_processes(c: &Container, condition: &str) -> String {
+    mysql(c, &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {condition}")).trim().to_string()
+}
+
 /// Holds an ACCESS EXCLUSIVE lock on `table` in a session of its own (application_name
 /// `dbb-locker`) until [`pg_unlock`]: a `pg_dump` that reaches the table waits for it, which keeps
 /// a backup in progress for as long as a test needs.
@@ -113,14 +71,7 @@ fn pg_lock(c: &Container, password: &str, table: &str) {
         .expect("docker exec");
     assert!(status.success());
     wait_for(Duration::from_secs(30), "the lock to be taken", || {
-        psql_as_ok(
-            c,
-            password,
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbb-locker' AND state = 'active'",
-        )
-        .trim()
-            == "1"
+        (pg_sessions(c, password, "application_name = 'dbb-locker' AND state = 'active'") == "1").then_some(())
     });
 }
 
@@ -136,14 +87,7 @@ fn pg_unlock(c: &Container, password: &str) {
 /// Waits until db-backup's `pg_dump` is waiting for the lock of [`pg_lock`].
 fn wait_for_pg_dump_blocked(c: &Container, password: &str) {
     wait_for(Duration::from_secs(60), "pg_dump to wait for the lock", || {
-        psql_as_ok(
-            c,
-            password,
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-backup' AND wait_event_type = 'Lock'",
-        )
-        .trim()
-            == "1"
+        (pg_sessions(c, password, "application_name = 'db-backup' AND wait_event_type = 'Lock'") == "1").then_some(())
     });
 }
 
@@ -157,8 +101,7 @@ fn mariadb_lock(c: &Container, db: &str, table: &str) {
         .expect("docker exec");
     assert!(status.success());
     wait_for(Duration::from_secs(30), "the lock to be taken", || {
-        mysql(c, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(600)%'").trim()
-            == "1"
+        (mariadb_processes(c, "INFO LIKE 'SELECT SLEEP(600)%'") == "1").then_some(())
     });
 }
 
@@ -169,137 +112,8 @@ fn mariadb_unlock(c: &Container) {
 
 fn wait_for_mariadb_dump_blocked(c: &Container) {
     wait_for(Duration::from_secs(60), "mariadb-dump to wait for the lock", || {
-        mysql(c, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock'")
-            .trim()
-            == "1"
+        (mariadb_processes(c, "STATE = 'Waiting for table metadata lock'") == "1").then_some(())
     });
-}
-
-/// A labeled PostgreSQL spec, for containers the `postgres()` helper cannot start (bind mounts).
-fn pg_spec(service: &str) -> Spec {
-    Spec::new(PG_IMAGE, &unique(&format!("dbb-pg-{service}")))
-        .label("db-backup.type", "postgres")
-        .label("db-backup.service", service)
-}
-
-fn mariadb_spec(service: &str) -> Spec {
-    Spec::new(MARIADB_IMAGE, &unique(&format!("dbb-my-{service}")))
-        .label("db-backup.type", "mariadb")
-        .label("db-backup.service", service)
-}
-
-fn start_pg(spec: Spec) -> Container {
-    let c = Container::start(spec);
-    c.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
-    c
-}
-
-fn start_mariadb(spec: Spec) -> Container {
-    let c = Container::start(spec);
-    c.wait_until("mariadb-admin ping --silent", Duration::from_secs(90));
-    c
-}
-
-/// A secret in a file of its own, mode 0644 so the database's own user can read it through a
-/// bind mount. Keep the returned directory alive as long as the container.
-fn secret_file(secret: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new().prefix("dbb-secret-").tempdir().expect("tempdir");
-    let path = dir.path().join("pw");
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    (dir, path)
-}
-
-/// `.partial` files in the service directory.
-fn partials(b: &Backups, service: &str) -> Vec<PathBuf> {
-    b.files(service).into_iter().filter(|p| name_of(p).ends_with(".partial")).collect()
-}
-
-fn partial_bytes(b: &Backups, service: &str) -> u64 {
-    partials(b, service).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
-}
-
-/// A stand-in for an archive from an earlier run, in a service that can never back up: whatever
-/// a failed run does, it must leave this file alone.
-fn seed_earlier_archive(b: &Backups, service: &str) {
-    let dir = b.root().join(service);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("2000-01-01T00-00-00Z.tar.gz"), b"an archive from an earlier run").unwrap();
-}
-
-fn describe(snapshot: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
-    snapshot.iter().map(|(p, d)| format!("{} ({} bytes)", p.display(), d.len())).collect()
-}
-
-/// The backup root is exactly as it was (same files, same bytes; `.lock` aside), and no
-/// `.partial` file is left in it.
-fn assert_root_unchanged(b: &Backups, service: &str, before: &[(PathBuf, Vec<u8>)], run: &Run) {
-    assert!(partials(b, service).is_empty(), "a .partial file was left behind: {:?}\n{}", b.files(service), run.all());
-    let after = b.snapshot();
-    assert!(
-        after == before,
-        "the backup root changed:\nbefore: {:#?}\nafter: {:#?}\noutput:\n{}",
-        describe(before),
-        describe(&after),
-        run.all()
-    );
-}
-
-/// A failed run of the CLI: exit code 1 (the operation failed), never a panic or a usage error.
-fn assert_failed(run: &Run) {
-    assert_eq!(run.code, 1, "expected exit code 1 (failed):\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
-}
-
-fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Every process's argv in the container, twice over: raw from /proc and as `ps` shows it.
-const ARGV_SAMPLER: &str = "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; echo; ps -eww -o args";
-const SAMPLE_END: &str = "=====dbb-sample-end=====";
-const SAMPLER_STOP: &str = "/tmp/dbb-stop-sampling";
-
-/// Samples the argv of every process in a container every 50 ms until stopped. The loop runs
-/// inside the container (one `docker exec` per sample would take longer than 50 ms) and stops when
-/// told through a file: killing a `docker exec` client does not end its process.
-struct ArgvSampler {
-    client: Child,
-    output: JoinHandle<Vec<u8>>,
-}
-
-impl ArgvSampler {
-    fn start(c: &Container) -> Self {
-        let script = format!(
-            "rm -f {SAMPLER_STOP}; while [ ! -e {SAMPLER_STOP} ]; do {ARGV_SAMPLER}; echo '{SAMPLE_END}'; sleep 0.05; done"
-        );
-        let mut client = Command::new("docker")
-            .args(["exec", &c.name, "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker exec");
-        let output = drain(client.stdout.take().expect("stdout"));
-        ArgvSampler { client, output }
-    }
-
-    /// Every sample taken.
-    fn stop(mut self, c: &Container) -> Vec<String> {
-        c.sh_ok(&format!("touch {SAMPLER_STOP}"));
-        let status = self.client.wait().expect("sampler");
-        assert!(status.success(), "the argv sampler failed: {status}");
-        let output = String::from_utf8_lossy(&self.output.join().expect("sampler output")).into_owned();
-        output.split(SAMPLE_END).map(str::to_string).filter(|s| !s.trim().is_empty()).collect()
-    }
-}
-
-fn add_entry(w: &mut ArchiveWriter, name: &str, data: &[u8]) -> EntryInfo {
-    let mut entry = w.begin_entry(name, 0).expect("begin entry");
-    entry.write_all(data).expect("write entry");
-    entry.finish().expect("finish entry").0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,56 +212,90 @@ fn mariadb_wrong_password_fails_quoting_access_denied_and_keeps_earlier_archives
     }
 }
 
-#[test]
-fn mariadb_password_env_that_is_not_set_is_named_with_its_file_variant() {
-    let svc = unique("fmynope");
-    let db = mariadb(
-        MARIADB_IMAGE,
-        &svc,
-        &["MARIADB_ROOT_PASSWORD=my-root-pw-Zu12"],
-        &[("db-backup.password-env", "NOPE_PW")],
-    );
-    let backups = Backups::new();
-    seed_earlier_archive(&backups, &svc);
-    let before = backups.snapshot();
-    let run = backups.run(&["backup", &svc]);
-    assert_failed(&run);
-    assert!(run.stderr.contains(&format!("container '{}'", db.name)), "{}", run.stderr);
-    assert!(run.stderr.contains("none of NOPE_PW, NOPE_PW_FILE is set"), "{}", run.stderr);
-    assert_root_unchanged(&backups, &svc, &before, &run);
-    assert!(!run.all().contains("my-root-pw-Zu12"), "{}", run.all());
+/// A container whose labels point at credentials it lacks or cannot read, and what the failed
+/// backup must say: one row per case, each once a test of its own (named in `case`).
+struct CredentialCase {
+    case: &'static str,
+    start: fn(&str) -> Container,
+    /// Every one of these is in the error.
+    says: &'static [&'static str],
+    /// The container's real password, never in the output.
+    secret: &'static str,
 }
 
-#[test]
-fn postgres_user_env_that_is_not_set_is_named_with_its_file_variant() {
-    let svc = unique("fpgnouser");
-    let db = postgres(&svc, &["POSTGRES_PASSWORD=pg-pw-Rw20"], &[("db-backup.user-env", "NO_SUCH_USER_VAR")]);
-    let backups = Backups::new();
-    seed_earlier_archive(&backups, &svc);
-    let before = backups.snapshot();
-    let run = backups.run(&["backup", &svc]);
-    assert_failed(&run);
-    assert!(run.stderr.contains(&format!("container '{}'", db.name)), "{}", run.stderr);
-    assert!(run.stderr.contains("none of NO_SUCH_USER_VAR, NO_SUCH_USER_VAR_FILE is set"), "{}", run.stderr);
-    assert_root_unchanged(&backups, &svc, &before, &run);
-}
+const CREDENTIAL_CASES: &[CredentialCase] = &[
+    CredentialCase {
+        case: "failures::mariadb_password_env_that_is_not_set_is_named_with_its_file_variant",
+        start: |svc| {
+            mariadb(
+                MARIADB_IMAGE,
+                svc,
+                &["MARIADB_ROOT_PASSWORD=my-root-pw-Zu12"],
+                &[("db-backup.password-env", "NOPE_PW")],
+            )
+        },
+        says: &["none of NOPE_PW, NOPE_PW_FILE is set"],
+        secret: "my-root-pw-Zu12",
+    },
+    // Also labels::missing_credential_variables_fail_the_backup_naming_name_and_name_file (user).
+    CredentialCase {
+        case: "failures::postgres_user_env_that_is_not_set_is_named_with_its_file_variant",
+        start: |svc| postgres(svc, &["POSTGRES_PASSWORD=pg-pw-Rw20"], &[("db-backup.user-env", "NO_SUCH_USER_VAR")]),
+        says: &["none of NO_SUCH_USER_VAR, NO_SUCH_USER_VAR_FILE is set"],
+        secret: "pg-pw-Rw20",
+    },
+    CredentialCase {
+        case: "failures::postgres_password_file_that_cannot_be_read_is_named",
+        start: |svc| {
+            postgres(
+                svc,
+                &["POSTGRES_PASSWORD=pg-pw-Jt88", SCRAM, "APP_PW_FILE=/run/secrets/absent"],
+                &[("db-backup.password-env", "APP_PW")],
+            )
+        },
+        says: &["APP_PW_FILE names /run/secrets/absent, which cannot be read"],
+        secret: "pg-pw-Jt88",
+    },
+    CredentialCase {
+        case: "labels::missing_credential_variables_fail_the_backup_naming_name_and_name_file (password)",
+        start: |svc| postgres(svc, &["POSTGRES_PASSWORD=pg-pw-Ab31"], &[("db-backup.password-env", "DBB_ABSENT_PASS")]),
+        says: &["DBB_ABSENT_PASS, DBB_ABSENT_PASS_FILE"],
+        secret: "pg-pw-Ab31",
+    },
+    CredentialCase {
+        case: "labels::missing_mariadb_password_variable_fails_the_backup_naming_name_and_name_file",
+        // The user variable exists (so the lookup gets past it); the password variable does not.
+        start: |svc| {
+            mariadb(
+                MARIADB_IMAGE,
+                svc,
+                &["MARIADB_ROOT_PASSWORD=my-root-pw-Mp64", "DBB_MY_USER=root"],
+                &[("db-backup.user-env", "DBB_MY_USER"), ("db-backup.password-env", "DBB_ABSENT_MY_PASS")],
+            )
+        },
+        says: &["DBB_ABSENT_MY_PASS, DBB_ABSENT_MY_PASS_FILE"],
+        secret: "my-root-pw-Mp64",
+    },
+];
 
 #[test]
-fn postgres_password_file_that_cannot_be_read_is_named() {
-    let svc = unique("fpgbadfile");
-    let db = postgres(
-        &svc,
-        &["POSTGRES_PASSWORD=pg-pw-Jt88", SCRAM, "APP_PW_FILE=/run/secrets/absent"],
-        &[("db-backup.password-env", "APP_PW")],
-    );
-    let backups = Backups::new();
-    seed_earlier_archive(&backups, &svc);
-    let before = backups.snapshot();
-    let run = backups.run(&["backup", &svc]);
-    assert_failed(&run);
-    assert!(run.stderr.contains(&format!("container '{}'", db.name)), "{}", run.stderr);
-    assert!(run.stderr.contains("APP_PW_FILE names /run/secrets/absent, which cannot be read"), "{}", run.stderr);
-    assert_root_unchanged(&backups, &svc, &before, &run);
+fn credentials_that_are_missing_or_unreadable_fail_the_backup_naming_them_and_keep_earlier_archives() {
+    for row in CREDENTIAL_CASES {
+        let svc = unique("fcred");
+        let db = (row.start)(&svc);
+        let backups = Backups::new();
+        seed_earlier_archive(&backups, &svc);
+        let before = backups.snapshot();
+        let run = backups.run(&["backup", &svc]);
+        let case = row.case;
+        assert_eq!(run.code, 1, "{case}: expected exit code 1 (failed):\n{}", run.all());
+        assert!(run.stderr.contains(&format!("container '{}'", db.name)), "{case}: {}", run.stderr);
+        for text in row.says {
+            assert!(run.stderr.contains(text), "{case}: the error does not say {text:?}:\n{}", run.stderr);
+        }
+        assert_root_unchanged(&backups, &svc, &before, &run);
+        assert!(!run.all().contains(row.secret), "{case}: the output leaks the password:\n{}", run.all());
+    }
 }
 
 #[test]
@@ -487,7 +335,9 @@ fn mariadb_root_password_given_as_a_file_is_read_from_it() {
     let svc = unique("fmyfile");
     let (_secret_dir, secret) = secret_file(PW);
     let db = start_mariadb(
-        mariadb_spec(&svc).env("MARIADB_ROOT_PASSWORD_FILE=/run/pw").bind(&format!("{}:/run/pw:ro", secret.display())),
+        mariadb_spec(MARIADB_IMAGE, &svc)
+            .env("MARIADB_ROOT_PASSWORD_FILE=/run/pw")
+            .bind(&format!("{}:/run/pw:ro", secret.display())),
     );
     assert!(!db.sh("printenv MARIADB_ROOT_PASSWORD").status.success(), "MARIADB_ROOT_PASSWORD must not be set");
     mysql_from_file(
@@ -525,15 +375,9 @@ fn pg_with_archive_then_big(prefix: &str) -> (String, Container, Backups) {
     (svc, db, backups)
 }
 
-/// Starts a backup in the background and returns once it is streaming the big database (its
-/// `.partial` file has grown past the first compressed buffer).
+/// A backup in the background, streaming the big database.
 fn backup_in_progress(backups: &Backups, svc: &str) -> Background {
-    let mut bg = Background::spawn(backups.command(&["backup", svc]));
-    wait_for(Duration::from_secs(60), "the .partial file to grow", || {
-        partial_bytes(backups, svc) > 100_000 || !bg.running()
-    });
-    assert!(bg.running(), "the backup ended before the test could interfere:\n{}", bg.wait(BACKGROUND_TIMEOUT).all());
-    bg
+    backup_streaming(backups.command(&["backup", svc]), backups, svc)
 }
 
 #[test]
@@ -604,7 +448,7 @@ fn backup_interrupted_by_sigterm_removes_its_partial_and_ends_the_dump_in_the_co
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-backup' AND pid <> pg_backend_pid()",
         );
         let pg_dump = db.sh("ps -eww -o args | grep '^pg_dump'").stdout;
-        sessions.trim() == "0" && pg_dump.is_empty()
+        (sessions.trim() == "0" && pg_dump.is_empty()).then_some(())
     });
 }
 
@@ -831,51 +675,12 @@ fn restore_whose_sql_fails_midway_quotes_psql_and_names_the_safety_archive_to_ro
 
     // A well-formed archive (sizes and sha256 right, trailers present) whose SQL fails midway.
     let backups = Backups::new();
-    let dir = backups.root().join(&svc);
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = "2099-01-01T00-00-00Z.tar.gz";
-    let globals =
-        "--\n-- PostgreSQL database cluster dump\n--\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
-    let app = "--\n-- PostgreSQL database dump\n--\n\nCREATE DATABASE app;\n\\connect app\n\
-               CREATE TABLE t (v text);\nINSERT INTO t VALUES ('from-the-broken-archive');\n\
-               SELECT * FROM no_such_table;\nINSERT INTO t VALUES ('after-the-error');\n\
-               \n--\n-- PostgreSQL database dump complete\n--\n\n";
-    let mut writer = ArchiveWriter::create(&dir.join(name), 6).unwrap();
-    let globals_info = add_entry(&mut writer, "globals.sql", globals.as_bytes());
-    let app_info = add_entry(&mut writer, "databases/app.sql", app.as_bytes());
-    let now = chrono::Utc::now();
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        db_backup_version: "0.1.0".into(),
-        kind: ArchiveKind::Backup,
-        service: svc.clone(),
-        engine: EngineKind::Postgres,
-        server_version: "15".into(),
-        container: SourceContainer { name: db.name.clone(), id: db.id.clone(), image: PG_IMAGE.into() },
-        databases: vec!["app".into()],
-        started_at: now,
-        finished_at: now,
-        entries: vec![
-            ManifestEntry {
-                name: globals_info.name,
-                role: EntryRole::Globals,
-                size: globals_info.size,
-                sha256: globals_info.sha256,
-                tables: None,
-            },
-            ManifestEntry {
-                name: app_info.name,
-                role: EntryRole::Database { database: "app".into() },
-                size: app_info.size,
-                sha256: app_info.sha256,
-                tables: None,
-            },
-        ],
-    };
-    writer.append_bytes(MANIFEST_NAME, 0, &manifest.to_json()).unwrap();
-    writer.finish().unwrap();
+    let app = "CREATE DATABASE app;\n\\connect app\nCREATE TABLE t (v text);\n\
+               INSERT INTO t VALUES ('from-the-broken-archive');\nSELECT * FROM no_such_table;\n\
+               INSERT INTO t VALUES ('after-the-error');\n";
+    let name = write_pg_archive(&backups, &svc, &db, &[("app", app)], &["app"]);
 
-    let run = backups.run(&["restore", &svc, "--archive", name]);
+    let run = backups.run(&["restore", &svc, "--archive", &name]);
     assert_failed(&run);
     assert!(!run.all().contains("restore complete"), "{}", run.all());
     assert!(run.stderr.contains("restore of database app from"), "{}", run.stderr);

@@ -1,21 +1,13 @@
 //! The label contract against a real Docker Engine: `db-backup check` reports every malformed
 //! label (naming the container and the label, and saying what is valid), one bad container never
-//! stops the others, a duplicate service name refuses both containers, and credentials that the
-//! labels point at but the container lacks fail the backup with the variables named.
+//! stops the others, and a duplicate service name refuses both containers. (Credentials that the
+//! labels point at but the container lacks: `failures::credentials_that_are_missing_...`.)
 //!
-//! db-backup sees every labeled container on the host, including those of other test binaries
-//! running at the same time: every assertion on `check` output is filtered by the names of this
-//! file's own containers.
-//!
-//! Containers are started with [`start`] below rather than `Container::start`: the harness's
-//! first `Container::start` in a process removes every `dbb-test` container not owned by that
-//! process, which includes the live containers of other test binaries running concurrently.
+//! db-backup sees every labeled container on the host, including those of other tests and test
+//! binaries running at the same time: every assertion on `check` output is filtered by the names
+//! of this file's own containers.
 
-mod common;
-
-use std::time::Duration;
-
-use common::*;
+use crate::common::*;
 
 /// A plain container that only sleeps: enough for label checks, no database needed.
 fn sleeper(slug: &str, labels: &[(String, String)]) -> Container {
@@ -325,44 +317,4 @@ fn duplicate_service_name_refuses_both_containers_until_one_is_gone() {
         std::process::Command::new("tar").arg("-xzOf").arg(&archives[0]).arg("manifest.json").output().unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
     assert_eq!(manifest["container"]["name"], first.name.as_str());
-}
-
-/// Runs `backup <svc>` and checks it failed, named every variable looked for, and left nothing.
-fn assert_backup_names_missing(backups: &Backups, svc: &str, names: &[&str]) {
-    let run = backups.run(&["backup", svc]);
-    let out = run.all();
-    assert_eq!(run.code, 1, "backup must fail when a credential variable is missing:\n{out}");
-    for name in names {
-        assert!(out.contains(&format!("{name}, {name}_FILE")), "the message must name {name} and {name}_FILE:\n{out}");
-    }
-    assert!(backups.files(svc).iter().all(|p| name_of(p) == ".lock"), "left behind: {:?}", backups.files(svc));
-}
-
-#[test]
-fn missing_credential_variables_fail_the_backup_naming_name_and_name_file() {
-    let user_svc = unique("lblnouser");
-    let pass_svc = unique("lblnopass");
-    let no_user = postgres(&user_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.user-env", "DBB_ABSENT_USER")]);
-    let no_pass = postgres(&pass_svc, &["POSTGRES_PASSWORD=pw"], &[("db-backup.password-env", "DBB_ABSENT_PASS")]);
-    let backups = Backups::new();
-    assert_backup_names_missing(&backups, &user_svc, &["DBB_ABSENT_USER"]);
-    assert_backup_names_missing(&backups, &pass_svc, &["DBB_ABSENT_PASS"]);
-    drop((no_user, no_pass));
-}
-
-#[test]
-fn missing_mariadb_password_variable_fails_the_backup_naming_name_and_name_file() {
-    let svc = unique("lblmynopass");
-    // The user variable exists (so the lookup gets past it); the password variable does not.
-    let spec = Spec::new(MARIADB_IMAGE, &unique("dbb-my-nopass"))
-        .env("MARIADB_ROOT_PASSWORD=root-pw")
-        .env("DBB_MY_USER=root")
-        .label("db-backup.type", "mariadb")
-        .label("db-backup.service", &svc)
-        .label("db-backup.user-env", "DBB_MY_USER")
-        .label("db-backup.password-env", "DBB_ABSENT_MY_PASS");
-    let c = Container::start(spec);
-    c.wait_until("mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent", Duration::from_secs(90));
-    let backups = Backups::new();
-    assert_backup_names_missing(&backups, &svc, &["DBB_ABSENT_MY_PASS"]);
 }

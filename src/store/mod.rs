@@ -3,19 +3,24 @@
 //! `.partial` and renamed only when complete. Only names matching these patterns are ours.
 //! Nothing below the root is followed if it is a symbolic link (see [`crate::nofollow`]).
 
+pub mod lock;
+pub mod records;
+mod service;
+
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
-use crate::labels::ServiceName;
-use crate::lock::LOCK_FILE;
-use crate::manifest::ArchiveKind;
 use crate::nofollow;
+use crate::vocab::{ArchiveKind, ServiceName};
 
+pub use service::{Partial, PublishError, ServiceDir};
+
+/// The daemon's status file, in the backup root.
+pub const STATUS_FILE: &str = ".db-backup-status.json";
 pub const PARTIAL_SUFFIX: &str = ".partial";
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H-%M-%SZ";
 const SAFETY_PREFIX: &str = "safety-";
@@ -45,44 +50,19 @@ impl Store {
         &self.root
     }
 
-    /// The service's directory, created 0700 if missing; refused if it is a link or not a directory.
-    pub fn service_dir(&self, service: &ServiceName) -> io::Result<PathBuf> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)?;
-        let dir = self.root.join(service.as_str());
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-        self.existing_service_dir(service.as_str())?;
-        nofollow::set_dir_mode(&dir, 0o700)?;
-        Ok(dir)
+    /// The directory of `service` (not created; see [`ServiceDir::create`]).
+    pub fn service(&self, service: &ServiceName) -> ServiceDir {
+        ServiceDir::new(service.clone(), self.root.join(service.as_str()))
     }
 
-    /// The service's directory if it exists; a link or a non-directory there is an error.
-    pub fn existing_service_dir(&self, service: &str) -> io::Result<Option<PathBuf>> {
-        let dir = self.root.join(service);
-        match nofollow::metadata(&dir)? {
-            None => Ok(None),
-            Some(m) if m.is_dir() => Ok(Some(dir)),
-            Some(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a directory; a service's archives live in a directory of that name", dir.display()),
-            )),
-        }
+    /// The daemon's status file (its content is the status module's business).
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join(STATUS_FILE)
     }
 
-    /// Removes the service's directory if it holds nothing but our lock file and no run holds
-    /// that lock: what a failed first backup leaves behind.
-    pub fn remove_if_unused(&self, service: &ServiceName) {
-        let Ok(Some(dir)) = self.existing_service_dir(service.as_str()) else { return };
-        let Ok(lock) = crate::lock::ServiceLock::try_acquire(&dir, service.as_str()) else { return };
-        let only_lock =
-            fs::read_dir(&dir).map(|entries| entries.flatten().all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false);
-        if only_lock {
-            // remove_dir fails if anything appeared meanwhile: then the directory is in use.
-            let _ = fs::remove_file(dir.join(LOCK_FILE)).and_then(|()| fs::remove_dir(&dir));
-        }
-        drop(lock);
+    /// Where this process writes the status file before renaming it into place.
+    pub fn status_tmp_path(&self) -> PathBuf {
+        self.root.join(format!("{STATUS_FILE}.{}.tmp", std::process::id()))
     }
 
     /// A fresh archive name in `dir` for `at` (suffixed `-2`, `-3`… within the same second).
@@ -100,49 +80,8 @@ impl Store {
         }
     }
 
-    /// Archives of one service, oldest first. Files not named like ours, and links, are ignored;
-    /// a service directory that is a link is an error.
-    pub fn archives(&self, service: &str) -> io::Result<Vec<ArchiveFile>> {
-        let Some(dir) = self.existing_service_dir(service)? else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // `file_type` and `symlink_metadata` describe the entry itself, never a link's target.
-            if let (Some((kind, created)), true) = (parse_archive_name(&name), entry.file_type()?.is_file()) {
-                let size = fs::symlink_metadata(entry.path())?.len();
-                out.push(ArchiveFile { name, path: entry.path(), kind, created, size });
-            }
-        }
-        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
-        Ok(out)
-    }
-
-    /// An `--archive` argument as an archive name: the name itself, or a path to it in the
-    /// service's directory (what `backup` prints). Anything else is refused, saying what is valid.
-    pub fn archive_name_from_arg(&self, service: &ServiceName, arg: &str) -> Result<String, String> {
-        let dir = self.root.join(service.as_str());
-        let given = Path::new(arg);
-        let name = match given.parent().filter(|p| !p.as_os_str().is_empty()) {
-            None => arg,
-            Some(parent) if parent == dir => given.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
-            Some(_) => {
-                return Err(format!(
-                    "'{arg}' is not in {}; give an archive name from `db-backup list {service}` or its path there",
-                    dir.display()
-                ))
-            }
-        };
-        match parse_archive_name(name) {
-            Some(_) => Ok(name.to_string()),
-            None => Err(format!(
-                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz (see db-backup list {service})"
-            )),
-        }
-    }
-
     /// Service directories present under the root (links to directories are not ours).
-    pub fn services(&self) -> io::Result<Vec<String>> {
+    pub fn services(&self) -> io::Result<Vec<ServiceName>> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -152,8 +91,8 @@ impl Store {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_dir() && ServiceName::parse(&name).is_ok() {
-                out.push(name);
+            if let (true, Ok(service)) = (entry.file_type()?.is_dir(), ServiceName::parse(&name)) {
+                out.push(service);
             }
         }
         out.sort();
@@ -244,7 +183,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::new(root.path());
         let svc = ServiceName::parse("db").unwrap();
-        let dir = store.service_dir(&svc).unwrap();
+        let service = store.service(&svc);
+        service.create().unwrap();
+        let dir = service.path().to_path_buf();
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let t = at("2026-11-25T03:04:05Z");
         let first = Store::new_archive_path(&dir, ArchiveKind::Backup, t);
@@ -253,9 +194,54 @@ mod tests {
         assert!(second.ends_with("2026-11-25T03-04-05Z-2.tar.gz"));
         fs::write(dir.join("README"), b"mine").unwrap();
         fs::write(partial_of(&second), b"").unwrap();
-        let listed = store.archives("db").unwrap();
+        let listed = service.archives().unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].name, "2026-11-25T03-04-05Z.tar.gz");
-        assert_eq!(store.services().unwrap(), vec!["db"]);
+        assert_eq!(store.services().unwrap(), vec![svc]);
+    }
+
+    #[test]
+    fn a_partial_dropped_unpublished_is_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let service = Store::new(root.path()).service(&ServiceName::parse("db").unwrap());
+        service.create().unwrap();
+        let partial = service.new_partial(ArchiveKind::Backup, at("2026-11-25T03:04:05Z"));
+        fs::write(partial.path(), b"half").unwrap();
+        let path = partial.path().to_path_buf();
+        drop(partial);
+        assert!(!path.exists(), "{} survived its guard", path.display());
+        assert!(service.archives().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_published_partial_becomes_the_archive_and_leaves_no_partial() {
+        let root = tempfile::tempdir().unwrap();
+        let service = Store::new(root.path()).service(&ServiceName::parse("db").unwrap());
+        service.create().unwrap();
+        let partial = service.new_partial(ArchiveKind::Safety, at("2026-11-25T03:04:05Z"));
+        fs::write(partial.path(), b"whole").unwrap();
+        let partial_path = partial.path().to_path_buf();
+        let archive = partial.publish().unwrap();
+        assert!(archive.ends_with("db/safety-2026-11-25T03-04-05Z.tar.gz"), "{}", archive.display());
+        assert_eq!(fs::read(&archive).unwrap(), b"whole");
+        assert!(!partial_path.exists());
+    }
+
+    #[test]
+    fn the_sweep_removes_our_partials_only_and_not_under_a_held_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let service = Store::new(root.path()).service(&ServiceName::parse("db").unwrap());
+        service.create().unwrap();
+        let ours = service.path().join("2026-11-25T03-04-05Z.tar.gz.partial");
+        let foreign = service.path().join("notes.partial");
+        fs::write(&ours, b"").unwrap();
+        fs::write(&foreign, b"").unwrap();
+        let held = service.lock().unwrap();
+        service.sweep_stale_partials();
+        assert!(ours.exists(), "swept while a live run held the lock");
+        drop(held);
+        service.sweep_stale_partials();
+        assert!(!ours.exists());
+        assert!(foreign.exists());
     }
 }
