@@ -18,6 +18,7 @@ use crate::exit::Exit;
 use crate::labels::BackupSpec;
 use crate::manifest::{Manifest, ManifestEntry, SourceContainer, MANIFEST_NAME};
 use crate::output::{human_bytes, quote_stderr};
+use crate::rowcount::{RowCounter, TableCounts};
 use crate::shutdown::Shutdown;
 use crate::store::lock::LockError;
 use crate::store::records::VerifyRecord;
@@ -235,8 +236,9 @@ async fn dump_entry(
     shutdown: &Shutdown,
 ) -> Result<ManifestEntry, BackupError> {
     tracing::info!(service = %spec.service, entry = %step.entry, "dumping");
-    let (status, info, tail) = sink
-        .stream_entry(&step.entry, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
+    let counter = crate::rowcount::counter_for(spec.engine, &step.role);
+    let (status, info, tail, tables) = sink
+        .stream_entry(&step.entry, counter, |tx| docker.run_streaming_out(&spec.container, &step.command, tx, shutdown))
         .await?;
     let status = status?;
     if status.exit_code != 0 {
@@ -257,7 +259,7 @@ async fn dump_entry(
             s => format!("; the tool said: {}", quote_stderr(&s)),
         },
     })?;
-    Ok(ManifestEntry { name: info.name, role: step.role.clone(), size: info.size, sha256: info.sha256 })
+    Ok(ManifestEntry { name: info.name, role: step.role.clone(), size: info.size, sha256: info.sha256, tables })
 }
 
 /// Gives the verified archive its name and records that it was verified.
@@ -320,10 +322,10 @@ struct ArchiveSink {
     thread: tokio::task::JoinHandle<Result<u64, ArchiveError>>,
 }
 
-type EntryReply = oneshot::Sender<Result<(EntryInfo, Vec<u8>), ArchiveError>>;
+type EntryReply = oneshot::Sender<Result<(EntryInfo, Vec<u8>, Option<TableCounts>), ArchiveError>>;
 
 enum SinkCommand {
-    Entry { name: String, data: mpsc::Receiver<Bytes>, reply: EntryReply },
+    Entry { name: String, data: mpsc::Receiver<Bytes>, counter: Option<Box<dyn RowCounter>>, reply: EntryReply },
     Finish { manifest: Vec<u8>, signature: Option<String> },
 }
 
@@ -335,20 +337,26 @@ impl ArchiveSink {
     }
 
     /// Streams one entry: `produce` gets the data sender and its result is returned with the
-    /// entry's info and tail once the writer has finished the entry.
-    async fn stream_entry<F, Fut, T>(&mut self, name: &str, produce: F) -> Result<(T, EntryInfo, Vec<u8>), BackupError>
+    /// entry's info, tail and row counts (when `counter` is given and the dump counted) once
+    /// the writer has finished the entry.
+    async fn stream_entry<F, Fut, T>(
+        &mut self,
+        name: &str,
+        counter: Option<Box<dyn RowCounter>>,
+        produce: F,
+    ) -> Result<(T, EntryInfo, Vec<u8>, Option<TableCounts>), BackupError>
     where
         F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
         let (tx, data) = mpsc::channel(CHANNEL_CHUNKS);
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(SinkCommand::Entry { name: name.to_string(), data, reply }).await.is_err() {
+        if self.commands.send(SinkCommand::Entry { name: name.to_string(), data, counter, reply }).await.is_err() {
             return Err(self.writer_gone().await);
         }
         let produced = produce(tx).await;
         match answer.await {
-            Ok(Ok((info, tail))) => Ok((produced, info, tail)),
+            Ok(Ok((info, tail, tables))) => Ok((produced, info, tail, tables)),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(self.writer_gone().await),
         }
@@ -387,12 +395,18 @@ impl ArchiveSink {
     }
 }
 
+/// The counts, or none (a drill then checks that entry's databases exist only) when the dump did
+/// not read as its engine's: the dump's own completeness check decides the backup, not this.
+fn finish_count(entry: &str, counter: Box<dyn RowCounter>) -> Option<TableCounts> {
+    counter.finish().map_err(|e| tracing::warn!("entry {entry}: {e}; a drill will check it for existence only")).ok()
+}
+
 fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCommand>) -> Result<u64, ArchiveError> {
     use std::io::Write;
     let mtime = Utc::now().timestamp().max(0) as u64;
     while let Some(command) = commands.blocking_recv() {
         match command {
-            SinkCommand::Entry { name, mut data, reply } => {
+            SinkCommand::Entry { name, mut data, mut counter, reply } => {
                 let written = (|| {
                     let mut entry = writer.begin_entry(&name, mtime)?;
                     while let Some(chunk) = data.blocking_recv() {
@@ -400,8 +414,12 @@ fn write_archive(mut writer: ArchiveWriter, mut commands: mpsc::Receiver<SinkCom
                             context: format!("writing entry '{name}'"),
                             source,
                         })?;
+                        if let Some(counter) = counter.as_mut() {
+                            counter.feed(&chunk);
+                        }
                     }
-                    entry.finish()
+                    let (info, tail) = entry.finish()?;
+                    Ok((info, tail, counter.and_then(|c| finish_count(&name, c))))
                 })();
                 let failed = written.is_err();
                 // Dropping `data` on failure makes the producer see a closed channel and stop the dump.

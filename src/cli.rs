@@ -83,6 +83,16 @@ pub enum Command {
         #[arg(long)]
         allow_unsigned: bool,
     },
+    /// Restore drill: restore the newest good archive (or the one named) into a throwaway
+    /// container made from the service's image, and check every table's row count against the
+    /// counts recorded at backup time. The container is always removed.
+    Drill {
+        #[arg(help = SERVICE_HELP)]
+        service: ServiceName,
+        /// An archive file name from `db-backup list <service>`.
+        #[arg(long)]
+        archive: Option<String>,
+    },
     /// List services and their archives.
     List {
         /// Only this service (default: every service from labels and from the backup root).

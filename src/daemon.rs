@@ -78,6 +78,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(store.root())
         .map_err(|e| anyhow::anyhow!("cannot create the backup root {}: {e}", store.root().display()))?;
     remove_stale_partials(&store);
+    crate::drill::schedule::settings().map_err(|e| anyhow::anyhow!(e))?;
     let started_at = Utc::now();
     // Visible before the engine is ever reached: `status` then says it is unreachable.
     let waiting = DaemonStatus {
@@ -95,6 +96,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let docker = docker.with_stall_timeout(settings.stall_timeout);
     let alerts =
         Alerts::new(&settings.alerts, store.root(), settings.zone, Metrics::new()).map_err(anyhow::Error::msg)?;
+    crate::drill::schedule::sweep_at_start(&settings).await;
     let ctx = Arc::new(Ctx {
         alerts,
         permits: Semaphore::new(settings.max_concurrent),
@@ -368,7 +370,13 @@ struct Owned {
 /// One container's life in the daemon: an optional start-up backup, then one backup per cron
 /// time, until the container goes away (its entry is then dropped from the status) or shutdown.
 async fn service_loop(ctx: Arc<Ctx>, task: Owned, mut cancelled: watch::Receiver<bool>, startup: bool) {
-    if let Ended::Cancelled = run_schedule(&ctx, &task, &mut cancelled, startup).await {
+    // Drills (`db-backup.drill`) run beside the backups and end with them.
+    let drills = crate::drill::schedule::drill_loop(&ctx.docker, &ctx.settings, &task.spec, &ctx.shutdown);
+    let ended = tokio::select! {
+        ended = run_schedule(&ctx, &task, &mut cancelled, startup) => ended,
+        () = drills => Ended::Shutdown,
+    };
+    if let Ended::Cancelled = ended {
         ctx.forget_service(&task);
     }
 }

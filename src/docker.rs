@@ -106,6 +106,12 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Scope(String);
 
 impl Scope {
+    /// The label as a pair (value empty for a bare key), for containers db-backup creates.
+    pub fn as_label(&self) -> (String, String) {
+        let (key, value) = self.0.split_once('=').unwrap_or((&self.0, ""));
+        (key.to_string(), value.to_string())
+    }
+
     pub fn parse(value: &str) -> Result<Self, String> {
         let v = value.trim();
         let key = v.split('=').next().unwrap_or_default();

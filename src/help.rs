@@ -29,6 +29,10 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "trusted ssh-ed25519 public keys; restore and verify require signatures",
         "none",
     ),
+    ("DB_BACKUP_DRILL_MEMORY", "memory limit of drill containers (512m, 1g)", "1g"),
+    ("DB_BACKUP_DRILL_CPUS", "CPU limit of drill containers (0.5, 2)", "1"),
+    ("DB_BACKUP_DRILL_TIMEOUT", "time a drill container's server gets to answer (300, 300s, 5m)", "5m"),
+    ("DB_BACKUP_MAX_DRILLS", "drills running at once; a drill due while they run waits", "1"),
     ("DB_BACKUP_LOG_FORMAT", "json for one JSON object per log line", "text"),
     ("DB_BACKUP_NOTIFY", "notification URLs (generic+https://, slack://, discord://, ntfy://, smtp://, ...)", "none"),
     ("DB_BACKUP_NOTIFY_FILE", "a file with more notification URLs, one per line", "none"),
@@ -88,6 +92,12 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "healthcheck-url",
         "healthchecks.io or Uptime Kuma push URL: each run pings <url>/start, then <url> or <url>/fail",
         "no pings",
+    ),
+    (
+        "drill",
+        "cron, as schedule: restore the newest good archive into a throwaway container and check every \
+         table's row count (db-backup drill runs one now)",
+        "no drills",
     ),
 ];
 

@@ -13,8 +13,18 @@ use crate::vocab::{EngineKind, EnvName, ServiceName};
 
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
-pub const KNOWN_KEYS: &[&str] =
-    &["type", "service", "schedule", "databases", "user-env", "password-env", "on-startup", "keep", "healthcheck-url"];
+pub const KNOWN_KEYS: &[&str] = &[
+    "type",
+    "service",
+    "schedule",
+    "databases",
+    "user-env",
+    "password-env",
+    "on-startup",
+    "keep",
+    "healthcheck-url",
+    "drill",
+];
 const MAX_LABEL_VALUE: usize = 1024;
 
 /// Who a container is, for messages and for exec.
@@ -81,6 +91,8 @@ pub struct BackupSpec {
     pub keep: Option<KeepPolicy>,
     /// `healthcheck-url`: a healthchecks.io or Uptime Kuma push monitor pinged by every run.
     pub healthcheck_url: Option<crate::notify::PingUrl>,
+    /// When to drill the newest archive (`db-backup.drill`); `None`: never by schedule.
+    pub drill: Option<Schedule>,
 }
 
 impl BackupSpec {
@@ -195,7 +207,12 @@ pub fn parse(
         None => Some(None),
     };
 
-    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep) {
+    let drill = match label("drill") {
+        Some(v) => v.parse::<Schedule>().map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}drill"), e))).ok(),
+        None => Some(None),
+    };
+
+    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep, drill) {
         (
             Some(engine),
             Ok(service),
@@ -205,6 +222,7 @@ pub fn parse(
             Some(password_env),
             Some(on_startup),
             Some(keep),
+            Some(drill),
         ) if errors.is_empty() => Ok(BackupSpec {
             container: container.clone(),
             service,
@@ -216,6 +234,7 @@ pub fn parse(
             on_startup,
             keep,
             healthcheck_url: healthcheck_url.flatten(),
+            drill,
         }),
         _ => Err(errors),
     }
@@ -226,7 +245,7 @@ fn expected_for(key: &str) -> &'static str {
     match key {
         "type" => "postgres, mysql, mariadb or mongo",
         "service" => "a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-        "schedule" => {
+        "schedule" | "drill" => {
             "a cron schedule: expected 5 (minute hour day month weekday) fields such as '0 3 * * *', \
              6 with seconds first, or a nickname such as @daily"
         }

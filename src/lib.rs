@@ -9,6 +9,7 @@
 //!  main.rs ─► cli ─► help        parse the command line, read the settings, exit with the code
 //!  cmd/*                         one file per command; prints, returns an Exit
 //!  daemon                        the scheduler loop: discovery, one task per service
+//!  drill ─► restore              a restore drill into a throwaway container
 //!  restore ─► backup             runs, step by step (a restore's safety backup is a backup)
 //!  offsite                       the remote copy of a service's archives: catch up, fetch
 //!  verify · discovery · config   prove archives · find specs · read the environment
@@ -19,6 +20,7 @@
 //!  remote                        the S3 bucket: our objects, uploads, downloads, remote retention
 //!  store                         everything on disk under the backup root
 //!  manifest · retention          an archive's manifest · keep policies (pure)
+//!  rowcount                      rows per table counted as a dump streams past (pure)
 //!  archive                       the streaming .tar.gz format
 //!  gzip                          the codec
 //!  vocab · exit · output · schedule · shutdown · nofollow · logging · crypto   leaves
@@ -37,6 +39,10 @@
 //! - [`backup`] is one backup: plan → dump each entry → manifest → verify what was written →
 //!   publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
 //!   backup, replay, report. [`verify`] proves an archive whole and replayable.
+//!
+//! - [`drill`] is one restore drill: a throwaway container from the service's image (always
+//!   removed), `restore --into` it, every table's `count(*)` against the counts [`rowcount`]
+//!   recorded in the manifest at backup time; the daemon runs drills on `db-backup.drill`.
 //!
 //! Around the runs:
 //! - [`discovery`] finds labeled containers and refuses duplicate services; [`config`] reads the
@@ -89,6 +95,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod discovery;
 pub mod docker;
+pub mod drill;
 pub mod engine;
 pub mod exit;
 pub mod gzip;
@@ -109,6 +116,7 @@ pub mod prune;
 pub mod remote;
 pub mod restore;
 pub mod retention;
+pub mod rowcount;
 pub mod schedule;
 pub mod shutdown;
 pub mod stale;

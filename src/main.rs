@@ -51,11 +51,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 Err(code) => return Ok(code),
             };
             let service = service.to_string();
-            let safety_backup = !no_safety_backup;
-            let request =
-                RestoreRequest { service, archive, into, safety_backup, allow_other_container, allow_unsigned };
+            let request = RestoreRequest {
+                service,
+                archive,
+                into,
+                safety_backup: !no_safety_backup,
+                allow_other_container,
+                allow_unsigned,
+                drill: false,
+            };
             cmd::restore::run(&settings, request, json).await
         }
+        Command::Drill { service, archive } => cmd::drill::run(&settings, service.as_str(), archive).await,
         Command::List { service, json, remote: true, host } => {
             cmd::remote::list(&settings, service.as_ref(), host.as_ref(), json).await
         }

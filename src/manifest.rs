@@ -16,6 +16,10 @@ pub struct ManifestEntry {
     pub role: EntryRole,
     pub size: u64,
     pub sha256: String,
+    /// Rows per table, counted as the dump streamed past: what a drill checks a restore against.
+    /// Absent for entries without tables and in archives made before drills existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::rowcount::TableCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,12 +112,19 @@ mod tests {
             started_at: t,
             finished_at: t,
             entries: vec![
-                ManifestEntry { name: "globals.sql".into(), role: EntryRole::Globals, size: 10, sha256: "00".into() },
+                ManifestEntry {
+                    name: "globals.sql".into(),
+                    role: EntryRole::Globals,
+                    size: 10,
+                    sha256: "00".into(),
+                    tables: None,
+                },
                 ManifestEntry {
                     name: "databases/app.sql".into(),
                     role: EntryRole::Database { database: "app".into() },
                     size: 20,
                     sha256: "11".into(),
+                    tables: Some([("public.events".to_string(), 5_000_000)].into()),
                 },
             ],
         }
@@ -149,6 +160,19 @@ mod tests {
         assert!(text.contains("\"kind\": \"database\""), "{text}");
         assert!(text.contains("\"database\": \"app\""), "{text}");
         assert_eq!(Manifest::from_json(&json).unwrap(), m);
+    }
+
+    /// Archives written before row counts existed have no `tables`: they still parse (a drill
+    /// then checks existence only), and entries without counts do not write the key.
+    #[test]
+    fn entries_without_row_counts_parse_and_omit_the_key() {
+        let mut m = sample();
+        m.entries[1].tables = None;
+        let text = String::from_utf8(m.to_json()).unwrap();
+        assert!(!text.contains("tables"), "{text}");
+        assert_eq!(Manifest::from_json(text.as_bytes()).unwrap(), m);
+        let counted = String::from_utf8(sample().to_json()).unwrap();
+        assert!(counted.contains("\"public.events\": 5000000"), "{counted}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct ServiceListing {
     archives: Vec<ArchiveFile>,
     /// Last verification result per archive name (see `db-backup verify`).
     verification: BTreeMap<String, crate::store::records::VerifyRecord>,
+    /// Last drill per archive name (see `db-backup drill`).
+    drills: BTreeMap<String, crate::drill::record::DrillRecord>,
 }
 
 /// Services from labels (when the engine is reachable) and from the backup root, with archives.
@@ -38,6 +40,7 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
                         schedule: Some(spec.schedule.to_string()),
                         archives: Vec::new(),
                         verification: BTreeMap::new(),
+                        drills: BTreeMap::new(),
                     },
                 );
             }
@@ -56,6 +59,7 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
             schedule: None,
             archives: Vec::new(),
             verification: BTreeMap::new(),
+            drills: BTreeMap::new(),
         });
     }
     if let Some(only) = only {
@@ -82,6 +86,7 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
             }
         }
         listing.verification = dir.verify_records();
+        listing.drills = crate::drill::record::load_records(&store.root().join(&listing.service));
     }
     if services.is_empty() && !json {
         println!("no services found: no labeled container and no archives under {}", store.root().display());
@@ -112,6 +117,11 @@ pub async fn run(settings: &Settings, only: Option<&ServiceName>, json: bool) ->
                     note.push_str(&format!("  FAILED VERIFICATION: {}", r.problem.clone().unwrap_or_default()))
                 }
                 Some(_) => note.push_str("  verified"),
+                None => {}
+            }
+            match listing.drills.get(&a.name) {
+                Some(d) if d.ok => note.push_str(&format!("  drilled {}", d.drilled_at.format("%Y-%m-%d"))),
+                Some(d) => note.push_str(&format!("  DRILL FAILED {}", d.drilled_at.format("%Y-%m-%d"))),
                 None => {}
             }
             println!(

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod drill;
 pub mod healthcheck;
 pub mod list;
 pub mod prune;

@@ -365,6 +365,7 @@ mod tests {
                 role: EntryRole::Cluster,
                 size: 1,
                 sha256: "0".into(),
+                tables: None,
             }],
         };
         let steps = mongo().restore_steps(&manifest, &Probe::default()).unwrap();
@@ -377,8 +378,13 @@ mod tests {
     /// a full backup's per-database archives get neither (their users are in the admin entry).
     #[test]
     fn restore_of_a_selection_names_its_database_for_its_users() {
-        let entry =
-            |name: &str, role: EntryRole| ManifestEntry { name: name.into(), role, size: 1, sha256: "0".into() };
+        let entry = |name: &str, role: EntryRole| ManifestEntry {
+            name: name.into(),
+            role,
+            size: 1,
+            sha256: "0".into(),
+            tables: None,
+        };
         let t = chrono::Utc::now();
         let mut manifest = Manifest {
             format: 1,

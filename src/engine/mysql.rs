@@ -367,7 +367,8 @@ mod tests {
     fn restore_client_runs_with_its_own_commands_off() {
         use crate::manifest::{ManifestEntry, SourceContainer};
         use crate::vocab::ArchiveKind;
-        let entry = |name: &str, role| ManifestEntry { name: name.into(), role, size: 0, sha256: String::new() };
+        let entry =
+            |name: &str, role| ManifestEntry { name: name.into(), role, size: 0, sha256: String::new(), tables: None };
         let now = chrono::Utc::now();
         let manifest = Manifest {
             format: crate::manifest::FORMAT_VERSION,

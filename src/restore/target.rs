@@ -55,6 +55,7 @@ impl PendingTarget {
                 on_startup: false,
                 keep: None,
                 healthcheck_url: None,
+                drill: None,
             },
         }
     }

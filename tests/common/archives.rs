@@ -39,7 +39,7 @@ pub fn write_pg_archive(
     let mut writer = ArchiveWriter::create(&dir.join(name), 6).unwrap();
     let g = add_entry(&mut writer, "globals.sql", GLOBALS.as_bytes());
     let mut manifest_entries =
-        vec![ManifestEntry { name: g.name, role: EntryRole::Globals, size: g.size, sha256: g.sha256 }];
+        vec![ManifestEntry { name: g.name, role: EntryRole::Globals, size: g.size, sha256: g.sha256, tables: None }];
     for (database, sql) in entries {
         let info = add_entry(&mut writer, &format!("databases/{database}.sql"), pg_dump_text(sql).as_bytes());
         manifest_entries.push(ManifestEntry {
@@ -47,6 +47,7 @@ pub fn write_pg_archive(
             role: EntryRole::Database { database: database.to_string() },
             size: info.size,
             sha256: info.sha256,
+            tables: None,
         });
     }
     let now = chrono::Utc::now();

@@ -10,6 +10,7 @@ mod common;
 
 mod alerting;
 mod daemon;
+mod drill;
 mod failures;
 mod faults;
 mod labels;
