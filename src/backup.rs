@@ -3,7 +3,8 @@
 //! (checking exit code and completeness trailer) → add the manifest → fsync → rename into place.
 //! Any failure removes the `.partial` file; earlier archives are never touched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
 use crate::config::Settings;
+use crate::crypto::encryption::{AgeSettings, Identities};
+use crate::crypto::signing::SigningKey;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, DumpStep, Engine, Probe};
 use crate::exit::Exit;
@@ -19,6 +22,7 @@ use crate::labels::BackupSpec;
 use crate::manifest::{Manifest, ManifestEntry, SourceContainer, MANIFEST_NAME};
 use crate::output::{human_bytes, quote_stderr};
 use crate::rowcount::{RowCounter, TableCounts};
+use crate::sealed::{EncryptedOutput, Proof};
 use crate::shutdown::Shutdown;
 use crate::store::lock::LockError;
 use crate::store::records::VerifyRecord;
@@ -101,6 +105,22 @@ impl BackupOutcome {
     }
 }
 
+/// How archives are written: compression level, manifest signature, encryption.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing<'a> {
+    pub level: u32,
+    pub signer: Option<&'a SigningKey>,
+    /// Recipients set: the archive is `.tar.gz.age`; the identity, if this host has it, is used
+    /// to verify what was written in full.
+    pub age: &'a AgeSettings,
+}
+
+impl<'a> Sealing<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Sealing { level: settings.gzip_level, signer: settings.signing.key.as_deref(), age: &settings.age }
+    }
+}
+
 /// Takes the service's lock, backs it up, then applies the service's retention policy.
 pub async fn backup(
     docker: &Docker,
@@ -113,9 +133,7 @@ pub async fn backup(
     dir.create()
         .map_err(BackupError::io(format!("creating the service directory under {}", store.root().display())))?;
     let _lock = dir.lock()?;
-    let signer = settings.signing.key.as_deref();
-    let outcome =
-        backup_locked(docker, store, spec, ArchiveKind::Backup, settings.gzip_level, signer, shutdown).await?;
+    let outcome = backup_locked(docker, store, spec, ArchiveKind::Backup, Sealing::of(settings), shutdown).await?;
     // Retention only ever follows a good backup, in this service's directory, under its lock.
     if let Some(policy) = &spec.keep {
         match crate::prune::apply(&dir, policy, settings.zone, false) {
@@ -130,7 +148,11 @@ pub async fn backup(
     // Offsite only after the local archive is verified and named; its failure keeps the archive.
     if let Some(config) = &settings.remote {
         let uploaded = match crate::offsite::Offsite::connect(config, store.root(), Some(docker)).await {
-            Ok(offsite) => offsite.catch_up(store, &spec.service, spec.keep.as_ref(), settings.zone).await.map(|_| ()),
+            Ok(offsite) => offsite
+                .with_identity(settings.age.identity.clone())
+                .catch_up(store, &spec.service, spec.keep.as_ref(), settings.zone)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(message) = uploaded {
@@ -148,8 +170,7 @@ pub async fn backup_locked(
     store: &Store,
     spec: &BackupSpec,
     kind: ArchiveKind,
-    level: u32,
-    signer: Option<&crate::crypto::signing::SigningKey>,
+    sealing: Sealing<'_>,
     shutdown: &Shutdown,
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
@@ -159,8 +180,8 @@ pub async fn backup_locked(
     let dir = store.service(&spec.service);
     dir.create().map_err(BackupError::io("creating the service directory"))?;
     // Deleted when dropped, on every path that does not publish it.
-    let partial = dir.new_partial(kind, started_at);
-    let writer = ArchiveWriter::create_with_encoder(partial.path(), level, crate::gzip::PARALLEL_GZIP)?;
+    let partial = dir.new_partial_for(kind, started_at, sealing.age.recipients.is_some());
+    let (writer, proof) = create_writer(partial.path(), &sealing)?;
     let mut sink = ArchiveSink::start(writer);
     let (entries, bytes_in) =
         dump_entries(docker, spec, engine.as_ref(), &steps, &mut sink, shutdown).await.map_err(aborted)?;
@@ -179,13 +200,13 @@ pub async fn backup_locked(
         entries,
     );
     let json = manifest.to_json();
-    let signature = signer.map(|key| key.sign(&json)).transpose().map_err(|e| BackupError::Io {
+    let signature = sealing.signer.map(|key| key.sign(&json)).transpose().map_err(|e| BackupError::Io {
         context: "signing the manifest".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
     let bytes_out = sink.finish(json, signature).await.map_err(aborted)?;
     // Read back from disk and proven whole before it gets an archive name.
-    verify_written(partial.path()).await?;
+    verify_written(partial.path(), proof, sealing.age.identity.clone()).await?;
     let archive = publish(&dir, partial)?;
     Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
 }
@@ -273,11 +294,39 @@ fn publish(dir: &ServiceDir, partial: Partial) -> Result<PathBuf, BackupError> {
     Ok(archive)
 }
 
-async fn verify_written(partial: &std::path::Path) -> Result<(), BackupError> {
+/// The archive writer: into the file, or (recipients set) through the age encryptor, with the
+/// proof of what was written.
+fn create_writer(path: &Path, sealing: &Sealing<'_>) -> Result<(ArchiveWriter, Option<Proof>), BackupError> {
+    let encoder = crate::gzip::PARALLEL_GZIP;
+    match sealing.age.recipients.as_deref() {
+        None => Ok((ArchiveWriter::create_with_encoder(path, sealing.level, encoder)?, None)),
+        Some(recipients) => {
+            let (out, proof) = EncryptedOutput::create(path, recipients)?;
+            Ok((ArchiveWriter::create_streamed(path, Box::new(out), sealing.level, encoder)?, Some(proof)))
+        }
+    }
+}
+
+/// Reads the archive back from disk. A plain one is verified whole. An encrypted one must hash to
+/// what was written (`proof`); with the identity at hand it is also decrypted and verified whole.
+async fn verify_written(
+    partial: &Path,
+    proof: Option<Proof>,
+    identity: Option<Arc<Identities>>,
+) -> Result<(), BackupError> {
     let path = partial.to_path_buf();
-    match tokio::task::spawn_blocking(move || crate::verify::verify_archive(&path)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(BackupError::Verify(e.to_string())),
+    let work = move || {
+        if let Some(proof) = &proof {
+            crate::sealed::check_written(&path, proof)?;
+            if identity.is_none() {
+                return Ok(());
+            }
+        }
+        crate::verify::verify_archive_with(&path, identity.as_deref()).map(drop).map_err(|e| e.to_string())
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BackupError::Verify(e)),
         Err(e) => Err(BackupError::Verify(format!("the verifier stopped: {e}"))),
     }
 }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub remote: Option<crate::remote::RemoteConfig>,
     /// `DB_BACKUP_SIGNING_KEY_FILE`, `DB_BACKUP_SIGNING_PUBLIC_KEYS[_FILE]`: signed manifests.
     pub signing: crate::crypto::signing::SignaturePolicy,
+    /// `DB_BACKUP_AGE_RECIPIENTS[_FILE]`, `DB_BACKUP_AGE_IDENTITY_FILE`: encrypted archives.
+    pub age: crate::crypto::encryption::AgeSettings,
 }
 
 impl Settings {
@@ -86,6 +88,7 @@ impl Settings {
         let alerts = crate::alerting::settings::AlertSettings::from_lookup(&get)?;
         let remote = crate::remote::RemoteConfig::from_lookup(&get).map_err(|e| e.to_string())?;
         let signing = crate::crypto::signing::SignaturePolicy::from_lookup(&get).map_err(|e| e.to_string())?;
+        let age = crate::crypto::encryption::AgeSettings::from_lookup(&get).map_err(|e| e.to_string())?;
         Ok(Settings {
             root,
             gzip_level,
@@ -98,6 +101,7 @@ impl Settings {
             alerts,
             remote,
             signing,
+            age,
         })
     }
 }

@@ -118,6 +118,7 @@ pub mod restore;
 pub mod retention;
 pub mod rowcount;
 pub mod schedule;
+pub mod sealed;
 pub mod shutdown;
 pub mod stale;
 pub mod status;

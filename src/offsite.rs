@@ -4,9 +4,11 @@
 //! The bucket itself is [`crate::remote`]; this module only joins it to settings and the store.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 
+use crate::crypto::encryption::{CryptoError, Identities};
 use crate::docker::Docker;
 use crate::remote::sync::{missing, LocalArchive};
 use crate::remote::{HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
@@ -24,6 +26,8 @@ pub struct Offsite {
     pub remote: Remote,
     pub host: HostName,
     keep: Option<KeepPolicy>,
+    /// Verifies encrypted archives fetched (or never verified locally); without it those fail.
+    identity: Option<Arc<Identities>>,
 }
 
 /// What one catch-up did.
@@ -46,7 +50,13 @@ impl Offsite {
             (None, None) => return Err("set DB_BACKUP_HOST: no Docker engine to ask for the host name".into()),
         };
         let remote = Remote::connect(config, &root.join(JOURNAL_DIR)).map_err(|e| e.to_string())?;
-        Ok(Offsite { remote, host, keep: config.keep })
+        Ok(Offsite { remote, host, keep: config.keep, identity: None })
+    }
+
+    /// The identity that opens encrypted archives (`DB_BACKUP_AGE_IDENTITY_FILE`), if this host has it.
+    pub fn with_identity(mut self, identity: Option<Arc<Identities>>) -> Self {
+        self.identity = identity;
+        self
     }
 
     pub fn folder(&self, service: &ServiceName) -> ServicePrefix {
@@ -66,7 +76,8 @@ impl Offsite {
         let folder = self.folder(service);
         let service_dir = store.service(service);
         let dir = service_dir.path().to_path_buf();
-        let local = verified_local(&service_dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+        let local = verified_local(&service_dir, self.identity.as_deref())
+            .map_err(|e| format!("listing {}: {e}", dir.display()))?;
         let remote = self.remote.list(&folder).await.map_err(|e| e.to_string())?;
         let mut done = CatchUp::default();
         for name in missing(&local, &remote) {
@@ -87,7 +98,7 @@ impl Offsite {
 
     /// Brings archive `name` (or the newest) of `service`, as backed up by `host` (default: this
     /// host), into the service's local directory, verified before it gets its name. Returns the
-    /// archive's name.
+    /// archive's name. An encrypted archive needs the identity: without it, nothing is downloaded.
     pub async fn fetch(
         &self,
         store: &Store,
@@ -105,30 +116,37 @@ impl Offsite {
             let what = name.map(|n| format!("archive '{n}'")).unwrap_or_else(|| "no archive".into());
             return Err(format!("{what} of service {service} in {}/{}", self.remote.url(), folder.folder()));
         };
+        if wanted.encrypted && self.identity.is_none() {
+            let what = format!("{}/{}/{}", self.remote.url(), folder.folder(), wanted.name);
+            return Err(CryptoError::NoIdentity { what }.to_string());
+        }
         let dir = store.service(service).create().map_err(|e| format!("creating the directory of {service}: {e}"))?;
         if dir.join(&wanted.name).exists() {
             return Ok(wanted.name.clone());
         }
-        let check = |p: &Path| crate::verify::verify_archive(p).map(|_| ()).map_err(|e| e.to_string());
+        let identity = self.identity.clone();
+        let check = move |p: &Path| {
+            crate::verify::verify_archive_with(p, identity.as_deref()).map(|_| ()).map_err(|e| e.to_string())
+        };
         self.remote.download_verified(&folder, &wanted.name, &dir, check).await.map_err(|e| e.to_string())?;
         Ok(wanted.name.clone())
     }
 }
 
 /// Local archives whose last verification passed (or that verify now, if never checked).
-fn verified_local(service_dir: &ServiceDir) -> std::io::Result<Vec<LocalArchive>> {
+fn verified_local(service_dir: &ServiceDir, identity: Option<&Identities>) -> std::io::Result<Vec<LocalArchive>> {
     let service = service_dir.name();
     let records = service_dir.verify_records();
     let mut out = Vec::new();
     for a in service_dir.archives()? {
-        let ok = match records.get(&a.name) {
-            Some(r) => r.ok,
-            None => crate::verify::verify_archive(&a.path).is_ok(),
+        let problem = match records.get(&a.name) {
+            Some(r) if r.ok => None,
+            Some(_) => Some("it did not verify".to_string()),
+            None => crate::verify::verify_archive_with(&a.path, identity).err().map(|e| e.to_string()),
         };
-        if ok {
-            out.push(LocalArchive { name: a.name, size: a.size, created: a.created });
-        } else {
-            tracing::warn!(service = %service, archive = %a.name, "not uploaded: it did not verify");
+        match problem {
+            None => out.push(LocalArchive { name: a.name, size: a.size, created: a.created }),
+            Some(why) => tracing::warn!(service = %service, archive = %a.name, "not uploaded: {why}"),
         }
     }
     Ok(out)

@@ -10,13 +10,15 @@ mod report;
 mod target;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::archive::{for_each_entry, ArchiveError};
-use crate::backup::{backup_locked, probe_container, BackupError};
+use crate::backup::{backup_locked, probe_container, BackupError, Sealing};
 use crate::config::Settings;
+use crate::crypto::encryption::Identities;
 use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
 use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
@@ -27,7 +29,7 @@ use crate::output::quote_stderr;
 use crate::shutdown::Shutdown;
 use crate::store::lock::{LockError, ServiceLock};
 use crate::store::{ArchiveFile, Store};
-use crate::verify::{verify_archive, VerifyError};
+use crate::verify::{verify_archive_with, VerifyError};
 use crate::vocab::{ArchiveKind, EngineKind, ServiceName};
 
 use archive_arg::archive_name_of;
@@ -99,11 +101,13 @@ pub async fn restore(
     let store = Store::new(&settings.root);
     let service = ServiceName::parse(&req.service).map_err(|e| RestoreError::Usage(format!("service: {e}")))?;
     let pending = resolve_target(docker, settings, discovered, &service, req.into.as_deref()).await?;
+    let identity = settings.age.identity.clone();
     let (archive, manifest) =
-        choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), report, shutdown).await?;
-    crate::verify::check_replayable(&archive, &manifest)
+        choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), &identity, report, shutdown).await?;
+    let id = identity.as_deref();
+    crate::verify::check_replayable(&archive, id, &manifest)
         .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
-    crate::verify::announce_signature(&archive, &settings.signing, req.allow_unsigned, |line| report.say(line))
+    crate::verify::announce_signature(&archive, id, &settings.signing, req.allow_unsigned, |line| report.say(line))
         .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
     let archive_name = file_name(&archive);
     report.archive = Some(archive_name.clone());
@@ -142,6 +146,7 @@ pub async fn restore(
         steps: &steps,
         rollback: &rollback,
         shutdown,
+        identity,
     };
     replay(&ctx, &archive, report).await?;
     confirm(docker, &target, engine.as_ref(), &manifest, &current, &archive_name, &rollback, report).await
@@ -259,8 +264,7 @@ async fn safety_backup(
     shutdown: &Shutdown,
 ) -> Result<String, RestoreError> {
     let everything = BackupSpec { databases: None, ..target.clone() };
-    let signer = settings.signing.key.as_deref();
-    match backup_locked(docker, store, &everything, ArchiveKind::Safety, settings.gzip_level, signer, shutdown).await {
+    match backup_locked(docker, store, &everything, ArchiveKind::Safety, Sealing::of(settings), shutdown).await {
         Ok(outcome) => Ok(file_name(&outcome.archive)),
         Err(BackupError::Aborted) => Err(RestoreError::Interrupted {
             state: format!(
@@ -310,12 +314,14 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The named archive, or the newest regular archive of the target's engine that verifies (any
-/// engine when the target's is not known yet). Safety archives are used only when named.
+/// engine when the target's is not known yet). Safety archives are used only when named. An
+/// encrypted archive this host has no identity for (or the wrong one) stops the search at once.
 async fn choose_archive(
     store: &Store,
     service: &ServiceName,
     named: Option<&str>,
     engine: Option<EngineKind>,
+    identity: &Option<Arc<Identities>>,
     report: &mut RestoreReport,
     shutdown: &Shutdown,
 ) -> Result<(PathBuf, Manifest), RestoreError> {
@@ -334,14 +340,14 @@ async fn choose_archive(
                 names(&archives)
             )));
         };
-        let manifest = verified(&found.path, shutdown)
+        let manifest = verified(&found.path, identity, shutdown)
             .await?
             .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
         return Ok((found.path.clone(), manifest));
     }
     let mut skipped = Vec::new();
     for candidate in archives.iter().rev().filter(|a| a.kind == ArchiveKind::Backup) {
-        match verified(&candidate.path, shutdown).await? {
+        match verified(&candidate.path, identity, shutdown).await? {
             Ok(manifest) if engine.is_some_and(|e| e != manifest.engine) => skipped.push(format!(
                 "{}: a {} archive; the target runs {}",
                 candidate.name,
@@ -354,6 +360,9 @@ async fn choose_archive(
                 }
                 report.skipped = skipped;
                 return Ok((candidate.path.clone(), manifest));
+            }
+            Err(e @ VerifyError::Key(_)) => {
+                return Err(RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))
             }
             Err(e) => skipped.push(format!("{}: {e}", candidate.name)),
         }
@@ -374,9 +383,13 @@ fn engine_word(engine: Option<EngineKind>) -> String {
 }
 
 /// Verifies on a blocking thread, giving up at once on SIGTERM/SIGINT (the thread only reads).
-async fn verified(path: &Path, shutdown: &Shutdown) -> Result<Result<Manifest, VerifyError>, RestoreError> {
-    let owned = path.to_path_buf();
-    let work = tokio::task::spawn_blocking(move || verify_archive(&owned));
+async fn verified(
+    path: &Path,
+    identity: &Option<Arc<Identities>>,
+    shutdown: &Shutdown,
+) -> Result<Result<Manifest, VerifyError>, RestoreError> {
+    let (owned, identity) = (path.to_path_buf(), identity.clone());
+    let work = tokio::task::spawn_blocking(move || verify_archive_with(&owned, identity.as_deref()));
     tokio::select! {
         joined = work => joined.map_err(|e| RestoreError::Refused(format!("verifying {}: {e}", path.display()))),
         _ = shutdown.aborted() => Err(RestoreError::Interrupted {
@@ -407,6 +420,7 @@ struct Replay<'a> {
     steps: &'a [RestoreStep],
     rollback: &'a str,
     shutdown: &'a Shutdown,
+    identity: Option<Arc<Identities>>,
 }
 
 impl Replay<'_> {
@@ -432,8 +446,8 @@ impl Replay<'_> {
 
 async fn replay(ctx: &Replay<'_>, archive: &Path, report: &mut RestoreReport) -> Result<(), RestoreError> {
     let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
-    let path = archive.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || read_entries(&path, entries_tx));
+    let (path, identity) = (archive.to_path_buf(), ctx.identity.clone());
+    let reader = tokio::task::spawn_blocking(move || read_entries(&path, identity.as_deref(), entries_tx));
     let mut done = 0;
     loop {
         let next = tokio::select! {
@@ -535,10 +549,13 @@ async fn rewritten(engine: &dyn Engine, mut data: mpsc::Receiver<Bytes>) -> Resu
     Ok(rx)
 }
 
-fn read_entries(path: &Path, entries: mpsc::Sender<(String, mpsc::Receiver<Bytes>)>) -> Result<(), ArchiveError> {
-    let file = std::fs::File::open(path)
-        .map_err(|source| ArchiveError::Io { context: format!("opening {}", path.display()), source })?;
-    for_each_entry(std::io::BufReader::new(file), |name, reader| {
+fn read_entries(
+    path: &Path,
+    identity: Option<&Identities>,
+    entries: mpsc::Sender<(String, mpsc::Receiver<Bytes>)>,
+) -> Result<(), ArchiveError> {
+    let input = crate::sealed::open(path, identity).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    for_each_entry(input, |name, reader| {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         if entries.blocking_send((name.to_string(), rx)).is_err() {
             return Err(ArchiveError::Corrupt("restore stopped".into()));

@@ -1,12 +1,15 @@
 //! Proving an archive whole before anyone relies on it: every entry decompresses, its size and
-//! sha256 match the manifest, and every dump carries its tool's completeness trailer.
+//! sha256 match the manifest, and every dump carries its tool's completeness trailer. Encrypted
+//! archives are read through the identity ([`crate::sealed::open`]); every function here takes it.
 
 use std::path::Path;
 
-use crate::archive::{scan, ArchiveError};
+use crate::archive::{scan_reader, ArchiveError, Scan};
+use crate::crypto::encryption::{CryptoError, Identities};
 use crate::crypto::signing::{SignaturePolicy, MAX_SIGNATURE_LEN, SIGNATURE_NAME};
 use crate::engine::{engine_for, Credentials};
 use crate::manifest::{Manifest, MANIFEST_NAME};
+use crate::sealed::{open, OpenError};
 use crate::store::records::VerifyRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,13 +18,46 @@ pub enum VerifyError {
     Unreadable(#[from] ArchiveError),
     #[error("archive {archive}: {problem}")]
     Mismatch { archive: String, problem: String },
+    /// The archive is encrypted and the identity is missing or does not open it: nothing is
+    /// known about the archive itself.
+    #[error("{0}")]
+    Key(CryptoError),
 }
 
-/// Reads the whole archive and returns its manifest if everything checks out.
+impl From<OpenError> for VerifyError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Key(e) => VerifyError::Key(e),
+            OpenError::Archive(e) => VerifyError::Unreadable(e),
+        }
+    }
+}
+
+/// Reads the archive whole (decrypting it with `identity` if it is encrypted).
+fn scan_archive(path: &Path, identity: Option<&Identities>) -> Result<Scan, VerifyError> {
+    let input = open(path, identity)?;
+    Ok(scan_reader(input, &path.display().to_string())?)
+}
+
+/// The manifest of an archive, read whole (and so checked for gzip and tar damage), without
+/// comparing its entries: for what has just been verified.
+pub fn read_manifest(path: &Path, identity: Option<&Identities>) -> Result<Manifest, VerifyError> {
+    let scanned = scan_archive(path, identity)?;
+    Manifest::from_json(&scanned.manifest)
+        .map_err(|problem| VerifyError::Mismatch { archive: path.display().to_string(), problem })
+}
+
+/// Reads the whole archive and returns its manifest if everything checks out (an encrypted one
+/// fails: see [`verify_archive_with`]).
 pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
+    verify_archive_with(path, None)
+}
+
+/// [`verify_archive`], decrypting an encrypted archive with `identity`.
+pub fn verify_archive_with(path: &Path, identity: Option<&Identities>) -> Result<Manifest, VerifyError> {
     let shown = path.display().to_string();
     let mismatch = |problem: String| VerifyError::Mismatch { archive: shown.clone(), problem };
-    let scanned = scan(path)?;
+    let scanned = scan_archive(path, identity)?;
     let manifest = Manifest::from_json(&scanned.manifest).map_err(mismatch)?;
     let dumps: Vec<_> =
         scanned.entries.iter().filter(|(info, _)| info.name != MANIFEST_NAME && info.name != SIGNATURE_NAME).collect();
@@ -56,6 +92,7 @@ pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
 /// `allow_unsigned` let an unsigned or badly signed archive through.
 pub fn check_signature(
     path: &Path,
+    identity: Option<&Identities>,
     policy: &SignaturePolicy,
     allow_unsigned: bool,
 ) -> Result<Option<String>, VerifyError> {
@@ -63,7 +100,7 @@ pub fn check_signature(
         return Ok(None);
     }
     let shown = path.display().to_string();
-    let scanned = scan(path)?;
+    let scanned = scan_archive(path, identity)?;
     let signature = scanned.entries.iter().find(|(info, _)| info.name == SIGNATURE_NAME).map(|(info, tail)| {
         if info.size as usize <= MAX_SIGNATURE_LEN.min(tail.len()) {
             tail.clone()
@@ -79,11 +116,12 @@ pub fn check_signature(
 /// [`check_signature`], saying who signed, or loudly that an unsigned archive is used anyway.
 pub fn announce_signature(
     path: &Path,
+    identity: Option<&Identities>,
     policy: &SignaturePolicy,
     allow_unsigned: bool,
     mut say: impl FnMut(String),
 ) -> Result<(), VerifyError> {
-    match check_signature(path, policy, allow_unsigned)? {
+    match check_signature(path, identity, policy, allow_unsigned)? {
         Some(fingerprint) => say(format!("manifest signed by {fingerprint}")),
         None if policy.required() => say(format!(
             "WARNING: {} has no valid signature from a trusted key; used anyway because of --allow-unsigned",
@@ -105,13 +143,12 @@ pub fn record_of(result: &Result<Manifest, VerifyError>) -> VerifyRecord {
 /// Reads a PostgreSQL archive's SQL through the psql guard, so that an archive holding psql
 /// meta-commands or a COPY that pg_dump never writes is refused before a restore touches
 /// anything. Other engines' archives pass (their clients' commands are off during replay).
-pub fn check_replayable(path: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
+pub fn check_replayable(path: &Path, identity: Option<&Identities>, manifest: &Manifest) -> Result<(), VerifyError> {
     use crate::engine::psql_guard::guard_for;
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path)
-        .map_err(|source| ArchiveError::Io { context: format!("opening archive {shown}"), source })?;
+    let input = open(path, identity)?;
     let mut refused = None;
-    let walked = crate::archive::for_each_entry(std::io::BufReader::new(file), |name, reader| {
+    let walked = crate::archive::for_each_entry(input, |name, reader| {
         let Some(mut guard) = guard_for(manifest, name) else {
             return Ok(());
         };

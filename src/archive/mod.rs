@@ -16,10 +16,16 @@
 //! rewritten in place with the real size (same length, new CRC32). Until then its header checksum
 //! is deliberately invalid, so an unfinished archive is never mistaken for a complete one.
 //!
+//! An archive written into a stream that cannot seek (an age encryptor) holds each entry's
+//! compressed data in memory until its size is known, then writes a header with that size
+//! followed by the data; an entry longer than [`PART_LIMIT`] compressed bytes is stored as
+//! consecutive parts `<name>.part-000001`, `<name>.part-000002`, …, joined again by the reader.
+//!
 //! Everything here is blocking `std::io`; run it on a blocking thread.
 //!
 //! - `format.rs`: the tar side of the layout (headers, padding, names, the reserved member).
 //! - `writer.rs`: [`ArchiveWriter`] and [`EntryWriter`]; `reader.rs`: [`for_each_entry`], [`scan`].
+//! - `parts.rs`: entries of archives written as a stream (part names, the buffer in memory).
 //! - `tail.rs`: the last [`TAIL_LEN`] bytes of an entry, kept on both sides.
 //!
 //! The gzip members themselves (framing, compressors, parallel decompression) come from
@@ -28,12 +34,14 @@
 use std::io;
 
 mod format;
+mod parts;
 mod reader;
 mod tail;
 mod writer;
 
-pub use reader::{for_each_entry, scan, Scan};
-pub use writer::{ArchiveWriter, EntryWriter};
+pub use parts::PART_LIMIT;
+pub use reader::{for_each_entry, scan, scan_reader, Scan};
+pub use writer::{ArchiveWriter, EntryWriter, StreamOutput};
 
 /// Name of the entry that describes the archive; it must be the last entry.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -84,3 +92,6 @@ pub struct EntryInfo {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

@@ -7,6 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::format::{check_safe_name, padding, BLOCK, ZERO_BLOCK};
+use super::parts::{first_part_of, part_name};
 use super::tail::TailBuffer;
 use super::{ArchiveError, EntryInfo, MANIFEST_NAME, MAX_MANIFEST_LEN, MAX_NAME_LEN};
 use crate::gzip::{threads, with_parallel_gunzip};
@@ -48,19 +49,26 @@ pub fn for_each_entry<R: Read + Send>(
 /// and the raw bytes of `manifest.json`, which must be the last entry.
 pub fn scan(path: &Path) -> Result<Scan, ArchiveError> {
     let shown = path.display().to_string();
+    let file =
+        File::open(path).map_err(|source| ArchiveError::Io { context: format!("opening archive {shown}"), source })?;
+    scan_reader(file, &shown)
+}
+
+/// [`scan`] of an archive read from `input` (a file, or what decrypts one), named `shown` in
+/// messages. `compressed_size` counts the bytes read from `input`.
+pub fn scan_reader<R: Read + Send>(input: R, shown: &str) -> Result<Scan, ArchiveError> {
     let label = format!("archive {shown}");
-    let file = File::open(path).map_err(|source| ArchiveError::Io { context: format!("opening {label}"), source })?;
-    let mut source = CountingReader::new(file);
+    let mut source = CountingReader::new(input);
     let mut entries = Vec::new();
     let mut manifest = Vec::new();
     let result = walk(&mut source, &label, |name, reader| {
         let keep = (name == MANIFEST_NAME).then_some(&mut manifest);
-        let (info, tail) = digest_entry(name, reader, keep, &shown)?;
+        let (info, tail) = digest_entry(name, reader, keep, shown)?;
         entries.push((info, tail));
         Ok(())
     });
     result.map_err(|failure| failure.into_error(&label, source.error.take()))?;
-    check_manifest_is_last(&entries, &shown)?;
+    check_manifest_is_last(&entries, shown)?;
     Ok(Scan { entries, manifest, compressed_size: source.count })
 }
 
@@ -187,15 +195,52 @@ fn walk_stream(
     label: &str,
     mut visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    let mut long_name: Option<String> = None;
     let mut last: Option<String> = None;
+    // A header read past the end of an entry stored in parts, which belongs to the next entry.
+    let mut pending: Option<Item> = None;
+    loop {
+        let item = match pending.take() {
+            Some(item) => item,
+            None => next_item(&mut stream, label, last.as_deref())?,
+        };
+        let (name, size) = match item {
+            Item::End => return check_end_of_archive(&mut stream, label),
+            Item::Entry { name, size } => (name, size),
+        };
+        match first_part_of(&name) {
+            None => {
+                visit_entry(&mut stream, &name, size, &mut visit)?;
+                skip_padding(&mut stream, size, &name)?;
+                last = Some(name);
+            }
+            Some(whole) => {
+                let whole = whole.to_owned();
+                check_safe_name(&whole)?;
+                pending = Some(visit_parts(&mut stream, label, &whole, size, &mut visit)?);
+                last = Some(whole);
+            }
+        }
+    }
+}
+
+/// What the next header announces.
+enum Item {
+    /// The first zero block of the end-of-archive marker.
+    End,
+    /// A regular entry (its GNU long name already read).
+    Entry { name: String, size: u64 },
+}
+
+/// Reads headers up to the next regular entry or the end-of-archive marker.
+fn next_item(mut stream: &mut dyn Read, label: &str, last: Option<&str>) -> Result<Item, Failure> {
+    let mut long_name: Option<String> = None;
     let mut block = [0u8; BLOCK];
     loop {
-        let place = || Place::after(last.as_deref());
+        let place = || Place::after(last);
         let complete =
             read_block(&mut stream, &mut block).map_err(|error| Failure::Stream { error, place: place() })?;
         if !complete {
-            let after = match &last {
+            let after = match last {
                 Some(name) => format!("after entry '{name}'"),
                 None => "before the first entry".to_owned(),
             };
@@ -208,22 +253,20 @@ fn walk_stream(
             if long_name.is_some() {
                 return Err(corrupt(label, "ends after a long name without its entry".into()));
             }
-            return check_end_of_archive(&mut stream, label);
+            return Ok(Item::End);
         }
-        let header = parse_header(&block, label, last.as_deref())?;
+        let header = parse_header(&block, label, last)?;
         match header.entry_type() {
             tar::EntryType::GNULongName => {
                 if long_name.is_some() {
                     return Err(corrupt(label, format!("has two long names in a row {}", place().describe())));
                 }
-                long_name = Some(read_long_name(&mut stream, header, label, last.as_deref())?);
+                long_name = Some(read_long_name(&mut stream, header, label, last)?);
             }
             tar::EntryType::Regular => {
                 let name = entry_name(header, long_name.take(), label)?;
-                let size = entry_size(header, label, last.as_deref())?;
-                visit_entry(&mut stream, &name, size, &mut visit)?;
-                skip_padding(&mut stream, size, &name)?;
-                last = Some(name);
+                let size = entry_size(header, label, last)?;
+                return Ok(Item::Entry { name, size });
             }
             other => {
                 let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
@@ -231,6 +274,107 @@ fn walk_stream(
                     label,
                     format!("contains entry '{name}' of unsupported type {other:?}: only regular files are allowed"),
                 ));
+            }
+        }
+    }
+}
+
+/// Hands the entry `whole`, stored in parts (the first of `size` bytes), to `visit` as one
+/// stream, then drains what it left unread. Returns the header that followed the last part.
+fn visit_parts(
+    stream: &mut dyn Read,
+    label: &str,
+    whole: &str,
+    size: u64,
+    visit: &mut impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<Item, Failure> {
+    let mut parts =
+        PartsReader { stream, label, whole, index: 1, part_size: size, left: size, next: None, failure: None };
+    let visited = visit(whole, &mut parts);
+    if let Some(failure) = parts.failure.take() {
+        return Err(failure);
+    }
+    visited?;
+    let drained = io::copy(&mut parts, &mut io::sink());
+    if let Some(failure) = parts.failure.take() {
+        return Err(failure);
+    }
+    if let Err(error) = drained {
+        return Err(Failure::Stream { error, place: Place::Entry(part_name(whole, parts.index)) });
+    }
+    parts.next.take().ok_or_else(|| corrupt(label, format!("entry '{whole}' has no end")))
+}
+
+/// The parts of one entry read as one stream: at the end of a part, the next header is read; the
+/// stream goes on if it is the next part, else ends, keeping that header for the walk.
+struct PartsReader<'s, 'l> {
+    stream: &'s mut dyn Read,
+    label: &'l str,
+    whole: &'l str,
+    /// The part being read (from 1).
+    index: u32,
+    part_size: u64,
+    left: u64,
+    /// The header after the last part, once read.
+    next: Option<Item>,
+    /// Why reading stopped, when the stream or a header is at fault (reported by the walk).
+    failure: Option<Failure>,
+}
+
+impl PartsReader<'_, '_> {
+    fn fail(&mut self, failure: Failure) -> io::Error {
+        self.failure.get_or_insert(failure);
+        io::Error::other(format!("entry '{}' cannot be read whole", self.whole))
+    }
+
+    /// After a part: its padding, then the next header. `false` when the entry has ended.
+    fn advance(&mut self) -> Result<bool, Failure> {
+        let current = part_name(self.whole, self.index);
+        skip_padding(&mut self.stream, self.part_size, &current)?;
+        match next_item(&mut self.stream, self.label, Some(&current))? {
+            Item::Entry { name, size } if name == part_name(self.whole, self.index + 1) => {
+                self.index += 1;
+                self.part_size = size;
+                self.left = size;
+                Ok(true)
+            }
+            other => {
+                self.next = Some(other);
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Read for PartsReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            if self.next.is_some() || self.failure.is_some() {
+                return Ok(0);
+            }
+            match self.advance() {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(failure) => return Err(self.fail(failure)),
+            }
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        match self.stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                let place = Place::Entry(part_name(self.whole, self.index));
+                Err(self.fail(Failure::Stream { error: io::ErrorKind::UnexpectedEof.into(), place }))
+            }
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(error) => {
+                let place = Place::Entry(part_name(self.whole, self.index));
+                Err(self.fail(Failure::Stream { error, place }))
             }
         }
     }
@@ -342,12 +486,12 @@ fn visit_entry(
     Ok(())
 }
 
-fn skip_padding(stream: &mut impl Read, size: u64, name: &str) -> Result<(), Failure> {
+fn skip_padding(stream: &mut (impl Read + ?Sized), size: u64, name: &str) -> Result<(), Failure> {
     skip_exact(stream, padding(size).len() as u64)
         .map_err(|error| Failure::Stream { error, place: Place::Entry(name.to_owned()) })
 }
 
-fn skip_exact(stream: &mut impl Read, len: u64) -> io::Result<()> {
+fn skip_exact(stream: &mut (impl Read + ?Sized), len: u64) -> io::Result<()> {
     let copied = io::copy(&mut stream.take(len), &mut io::sink())?;
     if copied < len {
         return Err(io::ErrorKind::UnexpectedEof.into());

@@ -1,5 +1,5 @@
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -543,7 +543,7 @@ fn a_failing_source_is_an_io_error_not_a_corrupt_archive() {
 
 /// Like a parallel compressor: a new gzip member every 64 KiB.
 struct ManyMembers {
-    sink: Option<BufWriter<File>>,
+    sink: Option<crate::gzip::Sink>,
     current: Option<GzEncoder<Vec<u8>>>,
     in_member: usize,
     level: u32,
@@ -586,7 +586,7 @@ impl DataEncoder for ManyMembers {
     }
 }
 
-fn many_members(sink: BufWriter<File>, level: u32) -> io::Result<Box<dyn DataEncoder>> {
+fn many_members(sink: crate::gzip::Sink, level: u32) -> io::Result<Box<dyn DataEncoder>> {
     Ok(Box::new(ManyMembers { sink: Some(sink), current: None, in_member: 0, level }))
 }
 

@@ -1,4 +1,5 @@
-//! Writes an archive: reserved header member, streamed data member(s), rewrite in place.
+//! Writes an archive. To a file: reserved header member, streamed data member(s), rewrite in
+//! place. To a stream that cannot seek: see [`super::parts`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -9,10 +10,25 @@ use sha2::{Digest, Sha256};
 use super::format::{
     check_safe_name, long_name_header, padding, placeholder_header, regular_header, reserved_member, ZERO_BLOCK,
 };
+use super::parts::{part_name, PartBuffer, PART_LIMIT};
 use super::tail::TailBuffer;
 use super::{ArchiveError, EntryInfo};
 use crate::gzip::member::write_deflate_member;
 use crate::gzip::{gzip_data_encoder, DataEncoder, EncoderFactory};
+
+/// What an archive written as a stream goes into (an encryptor in front of a file, for example).
+pub trait StreamOutput: Write + Send {
+    /// Ends the stream and makes it durable (flush, fsync); returns the bytes that reached the file.
+    fn finish(self: Box<Self>) -> io::Result<u64>;
+}
+
+/// Where the archive goes.
+enum Output {
+    /// Each entry's reserved header member is rewritten in place once its size is known.
+    File(File),
+    /// No seeking: each entry's compressed data waits in memory for its header ([`super::parts`]).
+    Stream { out: Box<dyn StreamOutput>, part_limit: usize },
+}
 
 /// Buffer between the data compressor and the file: few, large writes.
 const DATA_BUFFER_LEN: usize = 256 * 1024;
@@ -23,7 +39,7 @@ const SMALL_MEMBER_BUFFER_LEN: usize = 64 * 1024;
 /// The file is left in place if the writer is dropped or fails: the caller writes to a
 /// `.partial` name and renames (and removes it on failure).
 pub struct ArchiveWriter {
-    file: File,
+    out: Output,
     path: PathBuf,
     level: u32,
     encoder: EncoderFactory,
@@ -46,7 +62,32 @@ impl ArchiveWriter {
         }
         let file = create_private(path)
             .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
-        Ok(Self { file, path: path.to_path_buf(), level, encoder, usable: true })
+        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, usable: true })
+    }
+
+    /// Writes the archive into `out`, which cannot seek (`path` is the file it ends up in, for
+    /// messages). Entries are held in memory up to [`PART_LIMIT`] compressed bytes before they
+    /// are written; longer ones become parts.
+    pub fn create_streamed(
+        path: &Path,
+        out: Box<dyn StreamOutput>,
+        level: u32,
+        encoder: EncoderFactory,
+    ) -> Result<Self, ArchiveError> {
+        if level > 9 {
+            return Err(ArchiveError::InvalidLevel(level));
+        }
+        let out = Output::Stream { out, part_limit: PART_LIMIT };
+        Ok(Self { out, path: path.to_path_buf(), level, encoder, usable: true })
+    }
+
+    /// Smaller parts, so that tests can see many of them.
+    #[cfg(test)]
+    pub(super) fn with_part_limit(mut self, limit: usize) -> Self {
+        if let Output::Stream { part_limit, .. } = &mut self.out {
+            *part_limit = limit;
+        }
+        self
     }
 
     /// Starts an entry of unknown size. Write the data through the returned writer, then call
@@ -56,18 +97,32 @@ impl ArchiveWriter {
         check_safe_name(name)?;
         // Stays false until the entry's finish() succeeds: a half-written entry poisons the file.
         self.usable = false;
-        self.write_long_name_if_needed(name)?;
-        let header_offset = self.position()?;
-        let placeholder = placeholder_header(name, mtime);
-        self.write_raw(&reserved_member(&placeholder))?;
-        let sink = self.data_sink()?;
+        let part_limit = match &self.out {
+            Output::File(_) => None,
+            Output::Stream { part_limit, .. } => Some(*part_limit),
+        };
+        let (header_offset, parts, sink): (_, _, crate::gzip::Sink) = match part_limit {
+            None => {
+                self.write_long_name_if_needed(name)?;
+                let header_offset = self.position()?;
+                let placeholder = placeholder_header(name, mtime);
+                self.write_raw(&reserved_member(&placeholder))?;
+                (header_offset, None, Box::new(self.data_sink()?))
+            }
+            Some(limit) => {
+                let parts = Parts { buffer: PartBuffer::default(), limit, written: 0, size: 0 };
+                let sink = Box::new(parts.buffer.clone());
+                (0, Some(parts), sink)
+            }
+        };
         let encoder = (self.encoder)(sink, self.level).map_err(|e| self.io_error(e))?;
         Ok(EntryWriter {
             archive: self,
-            encoder,
+            encoder: Some(encoder),
             name: name.to_owned(),
             mtime,
             header_offset,
+            parts,
             size: 0,
             hasher: Sha256::new(),
             tail: TailBuffer::new(),
@@ -94,12 +149,14 @@ impl ArchiveWriter {
     pub fn finish(mut self) -> Result<u64, ArchiveError> {
         self.ensure_usable()?;
         self.write_member(&[&ZERO_BLOCK, &ZERO_BLOCK])?;
-        self.file.flush().map_err(|e| self.io_error(e))?;
-        self.file.sync_all().map_err(|source| ArchiveError::Io {
-            context: format!("syncing archive {}", self.path.display()),
-            source,
-        })?;
-        self.position()
+        let synced = |source| ArchiveError::Io { context: format!("syncing archive {}", self.path.display()), source };
+        match self.out {
+            Output::File(mut file) => {
+                file.flush().and_then(|()| file.sync_all()).map_err(synced)?;
+                file.stream_position().map_err(synced)
+            }
+            Output::Stream { out, .. } => out.finish().map_err(synced),
+        }
     }
 
     fn ensure_usable(&self) -> Result<(), ArchiveError> {
@@ -121,38 +178,64 @@ impl ArchiveWriter {
         self.write_member(&[header.as_bytes().as_slice(), name.as_bytes(), &[0], padding(size)])
     }
 
-    /// Compresses `parts` into one gzip member appended to the file.
+    /// Compresses `parts` into one gzip member appended to the output.
     fn write_member(&mut self, parts: &[&[u8]]) -> Result<(), ArchiveError> {
-        let sink = BufWriter::with_capacity(SMALL_MEMBER_BUFFER_LEN, &mut self.file);
-        let result = write_deflate_member(sink, self.level, parts);
+        let result = match &mut self.out {
+            Output::File(file) => {
+                write_deflate_member(BufWriter::with_capacity(SMALL_MEMBER_BUFFER_LEN, file), self.level, parts)
+            }
+            Output::Stream { out, .. } => write_deflate_member(&mut **out, self.level, parts),
+        };
         result.map_err(|e| self.io_error(e))
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ArchiveError> {
-        let result = self.file.write_all(bytes);
+        let result = self.out_mut().write_all(bytes);
         result.map_err(|e| self.io_error(e))
+    }
+
+    fn out_mut(&mut self) -> &mut dyn Write {
+        match &mut self.out {
+            Output::File(file) => file,
+            Output::Stream { out, .. } => &mut **out,
+        }
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        match &mut self.out {
+            Output::File(file) => Ok(file),
+            Output::Stream { .. } => Err(io::Error::other("an archive written as a stream cannot seek")),
+        }
     }
 
     /// A second handle on the same open file: it shares the file offset, and it is owned
     /// (`'static`), which a multi-threaded compressor needs.
-    fn data_sink(&self) -> Result<BufWriter<File>, ArchiveError> {
-        let clone = self.file.try_clone().map_err(|e| self.io_error(e))?;
+    fn data_sink(&mut self) -> Result<BufWriter<File>, ArchiveError> {
+        let clone = self.file().and_then(|f| f.try_clone()).map_err(|e| self.io_error(e))?;
         Ok(BufWriter::with_capacity(DATA_BUFFER_LEN, clone))
     }
 
     fn position(&mut self) -> Result<u64, ArchiveError> {
-        let result = self.file.stream_position();
+        let result = self.file().and_then(|f| f.stream_position());
         result.map_err(|e| self.io_error(e))
     }
 
     fn rewrite_header(&mut self, offset: u64, member: &[u8]) -> Result<(), ArchiveError> {
-        let result = (|| {
-            let end = self.file.stream_position()?;
-            self.file.seek(SeekFrom::Start(offset))?;
-            self.file.write_all(member)?;
-            self.file.seek(SeekFrom::Start(end))?;
+        let result = self.file().and_then(|file| {
+            let end = file.stream_position()?;
+            file.seek(SeekFrom::Start(offset))?;
+            file.write_all(member)?;
+            file.seek(SeekFrom::Start(end))?;
             Ok(())
-        })();
+        });
+        result.map_err(|e| self.io_error(e))
+    }
+
+    /// A header stating `size` for `name`, then the compressed data held in `buffer`.
+    fn write_part(&mut self, name: &str, size: u64, mtime: u64, buffer: &PartBuffer) -> Result<(), ArchiveError> {
+        self.write_long_name_if_needed(name)?;
+        self.write_member(&[regular_header(name, size, mtime).as_bytes().as_slice()])?;
+        let result = buffer.drain_into(self.out_mut());
         result.map_err(|e| self.io_error(e))
     }
 
@@ -179,15 +262,28 @@ fn create_private(path: &Path) -> io::Result<File> {
 /// compression ratio; do not call it per chunk.
 pub struct EntryWriter<'a> {
     archive: &'a mut ArchiveWriter,
-    encoder: Box<dyn DataEncoder>,
+    /// `None` only between two parts, or after the compressor failed.
+    encoder: Option<Box<dyn DataEncoder>>,
     name: String,
     mtime: u64,
     header_offset: u64,
+    /// For an archive written as a stream: the data held in memory until its header is written.
+    parts: Option<Parts>,
     size: u64,
     hasher: Sha256,
     tail: TailBuffer,
     /// A write failed: the compressor may have lost bytes, so the entry cannot be finished.
     failed: bool,
+}
+
+/// The entry's data waiting in memory, in an archive written as a stream.
+struct Parts {
+    buffer: PartBuffer,
+    limit: usize,
+    /// Parts already written.
+    written: u32,
+    /// Bytes of the entry in the part being held.
+    size: u64,
 }
 
 impl EntryWriter<'_> {
@@ -201,9 +297,9 @@ impl EntryWriter<'_> {
         self.size
     }
 
-    /// Pads the data to a multiple of 512 bytes, ends the compressed member(s), rewrites the
-    /// reserved header member with the real size, and returns the entry's description together
-    /// with its last [`TAIL_LEN`](super::TAIL_LEN) bytes (for checks such as "-- PostgreSQL database dump
+    /// Pads the data to a multiple of 512 bytes, ends the compressed member(s), writes the real
+    /// size into the entry's header, and returns the entry's description together with its last
+    /// [`TAIL_LEN`](super::TAIL_LEN) bytes (for checks such as "-- PostgreSQL database dump
     /// complete").
     pub fn finish(mut self) -> Result<(EntryInfo, Vec<u8>), ArchiveError> {
         if self.failed {
@@ -212,28 +308,68 @@ impl EntryWriter<'_> {
                 source: io::Error::other("an earlier write to this entry failed"),
             });
         }
-        let pad = padding(self.size);
-        let result = self.encoder.write_all(pad);
-        result.map_err(|e| self.archive.io_error(e))?;
-        let Self { archive, encoder, name, mtime, header_offset, size, hasher, tail, .. } = self;
-        encoder.finish().map_err(|e| archive.io_error(e))?;
-        let header = regular_header(&name, size, mtime);
-        archive.rewrite_header(header_offset, &reserved_member(&header))?;
+        self.end_member(self.parts.as_ref().map_or(self.size, |p| p.size))?;
+        let Self { archive, name, mtime, header_offset, size, hasher, tail, parts, .. } = self;
+        match parts {
+            None => archive.rewrite_header(header_offset, &reserved_member(&regular_header(&name, size, mtime)))?,
+            Some(p) if p.written == 0 => archive.write_part(&name, p.size, mtime, &p.buffer)?,
+            // The data ended exactly where the last part did: its empty member is not written.
+            Some(p) if p.size == 0 => p.buffer.clear(),
+            Some(p) => archive.write_part(&part_name(&name, p.written + 1), p.size, mtime, &p.buffer)?,
+        }
         archive.usable = true;
         let info = EntryInfo { name, size, sha256: hex::encode(hasher.finalize()) };
         Ok((info, tail.contents()))
+    }
+
+    /// Pads `data_len` bytes of data to a block and ends the compressor's member(s).
+    fn end_member(&mut self, data_len: u64) -> Result<(), ArchiveError> {
+        let Some(mut encoder) = self.encoder.take() else {
+            return Err(self.archive.io_error(io::Error::other("the compressor failed earlier")));
+        };
+        let result = encoder.write_all(padding(data_len)).and_then(|()| encoder.finish());
+        result.map_err(|e| self.archive.io_error(e))
+    }
+
+    /// In an archive written as a stream: once the data held reaches the limit, writes it as the
+    /// next part and starts a new compressor.
+    fn cut_part_if_full(&mut self) -> Result<(), ArchiveError> {
+        let Some(parts) = &self.parts else { return Ok(()) };
+        if parts.buffer.len() < parts.limit {
+            return Ok(());
+        }
+        self.end_member(parts.size)?;
+        let Some(parts) = self.parts.as_mut() else { return Ok(()) };
+        parts.written += 1;
+        let (index, size, buffer) = (parts.written, parts.size, parts.buffer.clone());
+        parts.size = 0;
+        self.archive.write_part(&part_name(&self.name, index), size, self.mtime, &buffer)?;
+        let encoder = (self.archive.encoder)(Box::new(buffer), self.archive.level);
+        self.encoder = Some(encoder.map_err(|e| self.archive.io_error(e))?);
+        Ok(())
     }
 }
 
 impl Write for EntryWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.encoder.write(buf) {
+        let Some(encoder) = self.encoder.as_mut() else {
+            self.failed = true;
+            return Err(io::Error::other("the compressor failed earlier"));
+        };
+        match encoder.write(buf) {
             Ok(n) => {
                 // Account only for what the compressor accepted.
                 let accepted = &buf[..n];
                 self.hasher.update(accepted);
                 self.tail.push(accepted);
                 self.size += n as u64;
+                if let Some(parts) = self.parts.as_mut() {
+                    parts.size += n as u64;
+                }
+                if let Err(e) = self.cut_part_if_full() {
+                    self.failed = true;
+                    return Err(io::Error::other(e.to_string()));
+                }
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
@@ -245,7 +381,10 @@ impl Write for EntryWriter<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let result = self.encoder.flush();
+        let result = match self.encoder.as_mut() {
+            Some(encoder) => encoder.flush(),
+            None => Err(io::Error::other("the compressor failed earlier")),
+        };
         self.failed |= result.is_err();
         result
     }

@@ -17,7 +17,17 @@ struct Report {
     /// The remote (DB_BACKUP_REMOTE), when configured and probed: `None` means reachable and usable.
     #[serde(skip_serializing_if = "Option::is_none")]
     remote: Option<RemoteCheck>,
+    /// Archive encryption (DB_BACKUP_AGE_*), already validated when the settings were read.
+    encryption: EncryptionCheck,
     exit_code: Exit,
+}
+
+#[derive(Debug, Serialize)]
+struct EncryptionCheck {
+    /// Public keys every archive is encrypted to; empty: archives are not encrypted.
+    recipients: Vec<String>,
+    /// DB_BACKUP_AGE_IDENTITY_FILE, when set (it was read: restore, verify and drills can decrypt).
+    identity_file: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,7 +91,11 @@ pub async fn run(settings: &Settings, json: bool, labels_only: bool) -> anyhow::
         (true, true) => Exit::Failed,
         (true, false) => Exit::Ok,
     };
-    let report = Report { containers: checks, problems, remote, exit_code };
+    let encryption = EncryptionCheck {
+        recipients: settings.age.recipients.as_ref().map(|r| r.shown().to_vec()).unwrap_or_default(),
+        identity_file: settings.age.identity.as_ref().map(|i| i.path().display().to_string()),
+    };
+    let report = Report { containers: checks, problems, remote, encryption, exit_code };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -137,6 +151,19 @@ fn print_text(report: &Report, labels_only: bool) {
     }
     for problem in &report.problems {
         println!("error: {problem}");
+    }
+    let e = &report.encryption;
+    match e.recipients.len() {
+        0 => {}
+        n => println!("ok: archives are encrypted with age to {n} recipient(s): {}", e.recipients.join(", ")),
+    }
+    match &e.identity_file {
+        Some(path) => println!("ok: age identity {path} read; encrypted archives can be restored and verified"),
+        None if !e.recipients.is_empty() => println!(
+            "note: DB_BACKUP_AGE_IDENTITY_FILE is not set: archives are checked after writing by the hash of their \
+             encrypted bytes only; restore, verify and drills of encrypted archives need it"
+        ),
+        None => {}
     }
     match &report.remote {
         Some(r) if r.ok => println!("ok: remote {} answers", r.url),

@@ -33,7 +33,7 @@ async fn offsite(settings: &Settings, config: &RemoteConfig) -> Result<(Offsite,
         None => Some(Docker::connect(settings.scope.as_ref()).await.map_err(|e| e.to_string())?),
     };
     let offsite = Offsite::connect(config, &settings.root, docker.as_ref()).await?;
-    Ok((offsite, docker))
+    Ok((offsite.with_identity(settings.age.identity.clone()), docker))
 }
 
 /// The archive `restore` should use: as given for `--from local`; for `--from remote`, fetched

@@ -5,7 +5,7 @@ use crate::exit::Exit;
 use crate::help::plural;
 use crate::output::human_bytes;
 use crate::store::{ArchiveFile, ServiceDir, Store};
-use crate::verify::{record_of, verify_archive};
+use crate::verify::{record_of, verify_archive_with};
 use crate::vocab::{ArchiveKind, ServiceName};
 
 /// What to verify and how to report it.
@@ -56,9 +56,11 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
     for a in &chosen {
         let path = a.path.clone();
         let (policy, allow_unsigned) = (settings.signing.clone(), options.allow_unsigned);
+        let identity = settings.age.identity.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let manifest = verify_archive(&path)?;
-            crate::verify::announce_signature(&path, &policy, allow_unsigned, |line| eprintln!("{line}"))?;
+            let id = identity.as_deref();
+            let manifest = verify_archive_with(&path, id)?;
+            crate::verify::announce_signature(&path, id, &policy, allow_unsigned, |line| eprintln!("{line}"))?;
             Ok::<_, crate::verify::VerifyError>(manifest)
         })
         .await?;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub const RECIPIENTS_VAR: &str = "DB_BACKUP_AGE_RECIPIENTS";
+pub const RECIPIENTS_FILE_VAR: &str = "DB_BACKUP_AGE_RECIPIENTS_FILE";
 pub const IDENTITY_FILE_VAR: &str = "DB_BACKUP_AGE_IDENTITY_FILE";
 /// Every age file starts with this line.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -45,32 +46,48 @@ impl fmt::Debug for Recipients {
 
 impl Recipients {
     /// `DB_BACKUP_AGE_RECIPIENTS` (comma-separated) or `DB_BACKUP_AGE_RECIPIENTS_FILE` (one per
-    /// line, `#` comments); `Ok(None)` when neither is set.
+    /// line, `#` comments); `Ok(None)` when neither is set. A bad entry is named by its position.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, CryptoError> {
-        let var = RECIPIENTS_VAR;
-        let file_var = "DB_BACKUP_AGE_RECIPIENTS_FILE";
-        let config = |problem: String| CryptoError::Config { var, problem };
-        let text = match (get(var).filter(|v| !v.trim().is_empty()), get(file_var).filter(|v| !v.trim().is_empty())) {
-            (Some(_), Some(_)) => return Err(config(format!("set {var} or {file_var}, not both"))),
-            (Some(v), None) => v.replace(',', "\n"),
-            (None, Some(path)) => std::fs::read_to_string(path.trim()).map_err(|e| CryptoError::Config {
-                var: "DB_BACKUP_AGE_RECIPIENTS_FILE",
-                problem: format!("cannot read {}: {}", path.trim(), e.kind()),
-            })?,
-            (None, None) => return Ok(None),
-        };
-        Self::parse(&text).map(Some).map_err(config)
+        let (var, file_var) = (RECIPIENTS_VAR, RECIPIENTS_FILE_VAR);
+        match (get(var).filter(|v| !v.trim().is_empty()), get(file_var).filter(|v| !v.trim().is_empty())) {
+            (Some(_), Some(_)) => {
+                Err(CryptoError::Config { var, problem: format!("set {var} or {file_var}, not both") })
+            }
+            (Some(v), None) => Self::parse_numbered(&v.replace(',', "\n"), "entry")
+                .map(Some)
+                .map_err(|problem| CryptoError::Config { var, problem }),
+            (None, Some(path)) => {
+                let path = path.trim();
+                let text = std::fs::read_to_string(path).map_err(|e| CryptoError::Config {
+                    var: file_var,
+                    problem: format!("cannot read {path}: {}", e.kind()),
+                })?;
+                Self::parse_numbered(&text, "line")
+                    .map(Some)
+                    .map_err(|problem| CryptoError::Config { var: file_var, problem: format!("{path}: {problem}") })
+            }
+            (None, None) => Ok(None),
+        }
     }
 
     /// One recipient per line; blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_numbered(text, "line")
+    }
+
+    /// [`Recipients::parse`], naming a bad entry "`<word>` N" (counted from 1, blank ones too).
+    fn parse_numbered(text: &str, word: &str) -> Result<Self, String> {
         let mut keys: Vec<Box<dyn age::Recipient + Send + Sync>> = Vec::new();
         let mut shown = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            if line.starts_with("AGE-SECRET-KEY-") || line.contains("PRIVATE KEY") {
-                return Err("this is a private key; give the public key (age1… from `age-keygen -y`)".into());
+        for (n, line) in text.lines().map(str::trim).enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
             }
-            keys.push(parse_recipient(line)?);
+            let at = |problem: String| format!("{word} {}: {problem}", n + 1);
+            if line.starts_with("AGE-SECRET-KEY-") || line.contains("PRIVATE KEY") {
+                return Err(at("this is a private key; give the public key (age1… from `age-keygen -y`)".into()));
+            }
+            keys.push(parse_recipient(line).map_err(at)?);
             shown.push(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
         }
         if keys.is_empty() {
@@ -155,6 +172,40 @@ impl Identities {
         decryptor
             .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
             .map_err(|e| decrypt_error(what, &self.path, e))
+    }
+}
+
+impl Identities {
+    /// Reads only the header of `input` and tells whether one of the identities opens it: what a
+    /// run checks before it touches anything.
+    pub fn check_opens<R: Read>(&self, input: R, what: &str) -> Result<(), CryptoError> {
+        self.decrypt(input, what).map(drop)
+    }
+}
+
+/// The age keys of this host, read and checked once at start.
+#[derive(Debug, Clone, Default)]
+pub struct AgeSettings {
+    /// Every archive is encrypted to these (`DB_BACKUP_AGE_RECIPIENTS[_FILE]`).
+    pub recipients: Option<std::sync::Arc<Recipients>>,
+    /// What opens encrypted archives for restore, `verify` and drills (`DB_BACKUP_AGE_IDENTITY_FILE`).
+    pub identity: Option<std::sync::Arc<Identities>>,
+}
+
+impl AgeSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, CryptoError> {
+        let recipients = Recipients::from_lookup(&get)?.map(std::sync::Arc::new);
+        let identity = match get(IDENTITY_FILE_VAR).filter(|v| !v.trim().is_empty()) {
+            Some(path) => Some(std::sync::Arc::new(Identities::from_file(Path::new(path.trim()))?)),
+            None => None,
+        };
+        Ok(AgeSettings { recipients, identity })
+    }
+
+    /// The identity, or the error a run must stop with, before touching anything, when the
+    /// encrypted archive `what` is to be read without it.
+    pub fn identity_for(&self, what: &str) -> Result<&Identities, CryptoError> {
+        self.identity.as_deref().ok_or_else(|| CryptoError::NoIdentity { what: what.to_string() })
     }
 }
 
@@ -264,6 +315,41 @@ mod tests {
         assert!(Recipients::from_lookup(|_| None).unwrap().is_none());
         let e = Recipients::from_lookup(|_| Some(a.clone())).unwrap_err().to_string();
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_recipient_is_named_by_variable_and_position() {
+        let (a, secret) = keypair();
+        let value = format!("{a}, age1notakey");
+        let e = Recipients::from_lookup(|k| (k == RECIPIENTS_VAR).then(|| value.clone())).unwrap_err().to_string();
+        assert_eq!(e, "DB_BACKUP_AGE_RECIPIENTS: entry 2: 'age1notakey' is not a valid age public key");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("recipients");
+        std::fs::write(&file, format!("# ops team\n{a}\n\n{secret}\n")).unwrap();
+        let path = file.to_str().unwrap().to_string();
+        let e = Recipients::from_lookup(|k| (k == RECIPIENTS_FILE_VAR).then(|| path.clone())).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("DB_BACKUP_AGE_RECIPIENTS_FILE: {path}: line 4: this is a private key")), "{e}");
+        assert!(!e.contains(&secret[15..]), "{e}");
+        let e = AgeSettings::from_lookup(|k| (k == IDENTITY_FILE_VAR).then(|| "/nonexistent/key".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("DB_BACKUP_AGE_IDENTITY_FILE: /nonexistent/key: cannot read it"), "{e}");
+        let none = AgeSettings::from_lookup(|_| None).unwrap();
+        let e = none.identity_for("db/x.tar.gz.age").unwrap_err().to_string();
+        assert!(e.contains("db/x.tar.gz.age is encrypted, and DB_BACKUP_AGE_IDENTITY_FILE is not set"), "{e}");
+    }
+
+    #[test]
+    fn the_header_alone_says_whether_an_identity_opens_a_file() {
+        let (public, secret) = keypair();
+        let (_, other) = keypair();
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = encrypt(&Recipients::parse(&public).unwrap(), &vec![1u8; 200_000]);
+        let header_only = &sealed[..sealed.len() - 150_000];
+        let right = Identities::from_file(&identity_file(dir.path(), &secret)).unwrap();
+        right.check_opens(header_only, "a").unwrap();
+        let wrong = Identities::from_file(&identity_file(dir.path(), &other)).unwrap();
+        assert!(matches!(wrong.check_opens(header_only, "a"), Err(CryptoError::WrongIdentity { .. })));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! report → remove the container (always: the guard covers errors and cancellation).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::compare::{compare, thousands, Matched, Mismatch};
@@ -12,13 +13,15 @@ use super::count::{count_command, parse_counts};
 use super::settings::DrillSettings;
 use super::DrillError;
 use crate::config::Settings;
+use crate::crypto::encryption::Identities;
 use crate::discovery::Discovered;
 use crate::docker::Docker;
 use crate::engine::{engine_for, Credentials};
 use crate::manifest::Manifest;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 use crate::shutdown::Shutdown;
-use crate::vocab::EntryRole;
+use crate::store::Store;
+use crate::vocab::{ArchiveKind, EntryRole, ServiceName};
 
 /// Output of a count query is small: a name and a number per table.
 const COUNT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
@@ -85,6 +88,7 @@ pub async fn drill(
 ) -> Result<DrillOutcome, DrillRunError> {
     let started = Instant::now();
     let spec = discovered.find(service).ok_or_else(|| DrillRunError::Usage(discovered.not_found(service)))?;
+    check_identity(settings, service, archive.as_deref())?;
     let api = super::container::connect_api().await?;
     let drill_spec = DrillSpec {
         service: service.to_string(),
@@ -141,7 +145,7 @@ async fn drill_in(
         cause => DrillRunError::Restore { service: service.to_string(), cause: Box::new(cause) },
     })?;
     let archive = report.archive.clone().unwrap_or_default();
-    let manifest = read_manifest(settings.root.join(service).join(&archive))
+    let manifest = read_manifest(settings.root.join(service).join(&archive), settings.age.identity.clone())
         .await
         .map_err(|message| DrillRunError::Failed { service: service.to_string(), message })?;
 
@@ -199,11 +203,29 @@ fn record(
 }
 
 /// The manifest of an archive the restore has just verified.
-async fn read_manifest(path: PathBuf) -> Result<Manifest, String> {
+async fn read_manifest(path: PathBuf, identity: Option<Arc<Identities>>) -> Result<Manifest, String> {
     let shown = path.display().to_string();
-    let scanned = tokio::task::spawn_blocking(move || crate::archive::scan(&path))
+    tokio::task::spawn_blocking(move || crate::verify::read_manifest(&path, identity.as_deref()))
         .await
         .map_err(|e| format!("reading {shown}: {e}"))?
-        .map_err(|e| format!("reading {shown}: {e}"))?;
-    Manifest::from_json(&scanned.manifest).map_err(|e| format!("{shown}: {e}"))
+        .map_err(|e| format!("reading {shown}: {e}"))
+}
+
+/// An encrypted archive the drill would restore that this host cannot open (no identity, or the
+/// wrong one) fails the drill before its container starts. The restore checks again.
+fn check_identity(settings: &Settings, service: &str, archive: Option<&str>) -> Result<(), DrillRunError> {
+    let Ok(name) = ServiceName::parse(service) else { return Ok(()) };
+    let dir = Store::new(&settings.root).service(&name);
+    let archives = dir.archives().unwrap_or_default();
+    let chosen = match archive {
+        Some(arg) => dir.archive_name_from_arg(arg).ok().and_then(|n| archives.into_iter().find(|a| a.name == n)),
+        None => archives.into_iter().rev().find(|a| a.kind == ArchiveKind::Backup),
+    };
+    match chosen {
+        Some(a) => crate::sealed::check_can_open(&a.path, &settings.age).map_err(|e| DrillRunError::Failed {
+            service: service.to_string(),
+            message: format!("{e}; no drill container was started"),
+        }),
+        None => Ok(()),
+    }
 }

@@ -1,7 +1,6 @@
 //! The encoder port: what the archive writer needs from a data compressor, and the simplest one.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -18,16 +17,20 @@ pub trait DataEncoder: Write + Send {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-/// Builds the data compressor for one entry. The sink is a buffered handle on the archive file
-/// positioned where the data belongs (it shares the file offset with the writer's own handle).
-pub type EncoderFactory = fn(sink: BufWriter<File>, level: u32) -> io::Result<Box<dyn DataEncoder>>;
+/// Where a data compressor writes: a buffered handle on the archive file positioned where the
+/// data belongs (it shares the file offset with the writer's own handle), or a buffer in memory
+/// for an archive written as a stream (the archive writer holds entries there when it cannot seek).
+pub type Sink = Box<dyn Write + Send>;
+
+/// Builds the data compressor for one entry, writing into `sink`.
+pub type EncoderFactory = fn(sink: Sink, level: u32) -> io::Result<Box<dyn DataEncoder>>;
 
 /// The default [`EncoderFactory`]: one gzip member from flate2's single-threaded `GzEncoder`.
-pub fn gzip_data_encoder(sink: BufWriter<File>, level: u32) -> io::Result<Box<dyn DataEncoder>> {
+pub fn gzip_data_encoder(sink: Sink, level: u32) -> io::Result<Box<dyn DataEncoder>> {
     Ok(Box::new(GzipData(GzEncoder::new(sink, Compression::new(level)))))
 }
 
-struct GzipData(GzEncoder<BufWriter<File>>);
+struct GzipData(GzEncoder<Sink>);
 
 impl Write for GzipData {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

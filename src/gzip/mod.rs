@@ -16,7 +16,7 @@ pub mod gunzip;
 pub mod member;
 
 pub use compress::PARALLEL_GZIP;
-pub use encoder::{gzip_data_encoder, DataEncoder, EncoderFactory};
+pub use encoder::{gzip_data_encoder, DataEncoder, EncoderFactory, Sink};
 pub use gunzip::with_parallel_gunzip;
 
 /// Uncompressed bytes per Mgzip member. Larger members compress better; each compression thread

@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use super::config::{HostName, RemoteUrl};
-use crate::store::parse_archive_name;
+use crate::store::parse_plain_archive_name;
 use crate::vocab::{ArchiveKind, ServiceName};
 
 /// The suffix of an age-encrypted archive: `<stamp>.tar.gz.age`.
-pub const AGE_SUFFIX: &str = ".age";
+pub use crate::store::AGE_SUFFIX;
 
 /// An object name that is one of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub fn parse_object_name(name: &str) -> Option<OurName> {
         Some(p) => (p, true),
         None => (name, false),
     };
-    let (kind, created) = parse_archive_name(plain)?;
+    let (kind, created) = parse_plain_archive_name(plain)?;
     Some(OurName { kind, created, encrypted })
 }
 

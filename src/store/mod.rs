@@ -1,6 +1,7 @@
 //! The backup root on disk: `<root>/<service>/<YYYY-MM-DDTHH-MM-SSZ>.tar.gz` (safety backups
-//! taken by `restore` are `safety-<stamp>.tar.gz`), directories 0700, archives 0600, written as
-//! `.partial` and renamed only when complete. Only names matching these patterns are ours.
+//! taken by `restore` are `safety-<stamp>.tar.gz`; archives encrypted with age end in
+//! `.tar.gz.age`), directories 0700, archives 0600, written as `.partial` and renamed only when
+//! complete. Only names matching these patterns are ours.
 //! Nothing below the root is followed if it is a symbolic link (see [`crate::nofollow`]).
 
 pub mod lock;
@@ -24,6 +25,10 @@ pub const STATUS_FILE: &str = ".db-backup-status.json";
 pub const PARTIAL_SUFFIX: &str = ".partial";
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H-%M-%SZ";
 const SAFETY_PREFIX: &str = "safety-";
+/// An archive name ends with this...
+pub const ARCHIVE_SUFFIX: &str = ".tar.gz";
+/// ...and this too when the archive is encrypted with age.
+pub const AGE_SUFFIX: &str = ".age";
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -67,14 +72,24 @@ impl Store {
 
     /// A fresh archive name in `dir` for `at` (suffixed `-2`, `-3`… within the same second).
     pub fn new_archive_path(dir: &Path, kind: ArchiveKind, at: DateTime<Utc>) -> PathBuf {
+        Self::new_archive_path_for(dir, kind, at, false)
+    }
+
+    /// [`Store::new_archive_path`], ending in `.tar.gz.age` when `encrypted`. A stamp taken by
+    /// either form counts as taken.
+    pub fn new_archive_path_for(dir: &Path, kind: ArchiveKind, at: DateTime<Utc>, encrypted: bool) -> PathBuf {
         let base = archive_stem(kind, at);
         let mut n = 1;
         loop {
-            let name = if n == 1 { format!("{base}.tar.gz") } else { format!("{base}-{n}.tar.gz") };
-            let path = dir.join(&name);
+            let stem = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+            let plain = dir.join(format!("{stem}{ARCHIVE_SUFFIX}"));
+            let sealed = dir.join(format!("{stem}{ARCHIVE_SUFFIX}{AGE_SUFFIX}"));
             // Any entry counts as taken, even a dangling link: nothing planted is ever reused.
-            if fs::symlink_metadata(&path).is_err() && fs::symlink_metadata(partial_of(&path)).is_err() {
-                return path;
+            let taken = [&plain, &sealed]
+                .iter()
+                .any(|p| fs::symlink_metadata(p).is_ok() || fs::symlink_metadata(partial_of(p)).is_ok());
+            if !taken {
+                return if encrypted { sealed } else { plain };
             }
             n += 1;
         }
@@ -114,9 +129,26 @@ fn archive_stem(kind: ArchiveKind, at: DateTime<Utc>) -> String {
     }
 }
 
-/// `2026-11-25T03-00-00Z.tar.gz`, `…Z-2.tar.gz`, `safety-…Z.tar.gz`; anything else is not ours.
+/// `2026-11-25T03-00-00Z.tar.gz`, `…Z-2.tar.gz`, `safety-…Z.tar.gz`, each also with `.age`;
+/// anything else is not ours.
 pub fn parse_archive_name(name: &str) -> Option<(ArchiveKind, DateTime<Utc>)> {
-    let stem = name.strip_suffix(".tar.gz")?;
+    parse_plain_archive_name(name.strip_suffix(AGE_SUFFIX).unwrap_or(name))
+}
+
+/// Whether `name` (one of ours) is an archive encrypted with age, which only the identity reads.
+pub fn is_encrypted_name(name: &str) -> bool {
+    name.ends_with(AGE_SUFFIX)
+}
+
+/// Whether the archive at `path` (or its `.partial`) is encrypted, by its name.
+pub fn is_encrypted(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    is_encrypted_name(name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(name))
+}
+
+/// [`parse_archive_name`] of a name without `.age`.
+pub fn parse_plain_archive_name(name: &str) -> Option<(ArchiveKind, DateTime<Utc>)> {
+    let stem = name.strip_suffix(ARCHIVE_SUFFIX)?;
     let (kind, stem) = match stem.strip_prefix(SAFETY_PREFIX) {
         Some(rest) => (ArchiveKind::Safety, rest),
         None => (ArchiveKind::Backup, stem),
@@ -159,6 +191,10 @@ mod tests {
         assert_eq!(parse_archive_name("2026-11-25T03-04-05Z.tar.gz"), Some((ArchiveKind::Backup, t)));
         assert_eq!(parse_archive_name("2026-11-25T03-04-05Z-2.tar.gz"), Some((ArchiveKind::Backup, t)));
         assert_eq!(parse_archive_name("safety-2026-11-25T03-04-05Z.tar.gz"), Some((ArchiveKind::Safety, t)));
+        assert_eq!(parse_archive_name("2026-11-25T03-04-05Z-2.tar.gz.age"), Some((ArchiveKind::Backup, t)));
+        assert_eq!(parse_archive_name("safety-2026-11-25T03-04-05Z.tar.gz.age"), Some((ArchiveKind::Safety, t)));
+        assert!(is_encrypted_name("2026-11-25T03-04-05Z.tar.gz.age"));
+        assert!(!is_encrypted_name("2026-11-25T03-04-05Z.tar.gz"));
     }
 
     #[test]
@@ -166,6 +202,9 @@ mod tests {
         for name in [
             "notes.txt",
             "2026-11-25T03-04-05Z.tar.gz.partial",
+            "2026-11-25T03-04-05Z.tar.gz.age.partial",
+            "2026-11-25T03-04-05Z.tar.gz.age.age",
+            "2026-11-25T03-04-05Z.age",
             "2026-11-25T03-04-05Z.tar",
             "2026-13-25T03-04-05Z.tar.gz",
             "2026-11-25T03-04-05Z-.tar.gz",
@@ -190,8 +229,13 @@ mod tests {
         let t = at("2026-11-25T03:04:05Z");
         let first = Store::new_archive_path(&dir, ArchiveKind::Backup, t);
         fs::write(&first, b"x").unwrap();
+        let second = Store::new_archive_path_for(&dir, ArchiveKind::Backup, t, true);
+        assert!(second.ends_with("2026-11-25T03-04-05Z-2.tar.gz.age"), "{}", second.display());
+        fs::write(partial_of(&second), b"").unwrap();
+        let third = Store::new_archive_path(&dir, ArchiveKind::Backup, t);
+        assert!(third.ends_with("2026-11-25T03-04-05Z-3.tar.gz"), "the stamp of an encrypted partial is taken");
+        fs::remove_file(partial_of(&second)).unwrap();
         let second = Store::new_archive_path(&dir, ArchiveKind::Backup, t);
-        assert!(second.ends_with("2026-11-25T03-04-05Z-2.tar.gz"));
         fs::write(dir.join("README"), b"mine").unwrap();
         fs::write(partial_of(&second), b"").unwrap();
         let listed = service.archives().unwrap();

@@ -108,7 +108,7 @@ impl ServiceDir {
         match parse_archive_name(name) {
             Some(_) => Ok(name.to_string()),
             None => Err(format!(
-                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz (see db-backup list {service})"
+                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz or …Z.tar.gz.age (see db-backup list {service})"
             )),
         }
     }
@@ -130,7 +130,12 @@ impl ServiceDir {
 
     /// A new archive of `kind` stamped `at`, to be written as `<name>.partial` and published.
     pub fn new_partial(&self, kind: ArchiveKind, at: DateTime<Utc>) -> Partial {
-        let archive = Store::new_archive_path(&self.path, kind, at);
+        self.new_partial_for(kind, at, false)
+    }
+
+    /// [`ServiceDir::new_partial`], named `.tar.gz.age` when `encrypted`.
+    pub fn new_partial_for(&self, kind: ArchiveKind, at: DateTime<Utc>, encrypted: bool) -> Partial {
+        let archive = Store::new_archive_path_for(&self.path, kind, at, encrypted);
         Partial { path: partial_of(&archive), archive, dir: self.path.clone(), published: false }
     }
 
