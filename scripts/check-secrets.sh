@@ -9,6 +9,10 @@
 # where a token is [A-Za-z0-9_-]*secret[A-Za-z0-9_-]*, other than comment lines and the bare word
 # "secret(s)", then looks for each one, as a fixed string, in the log.
 #
+# Keys the tests generate at run time (age identities from age-keygen, OpenSSH private keys from
+# ssh-keygen) are not literals: any age secret key (AGE-SECRET-KEY-1...), any line of an age
+# identity file ("# created: ...") and any OpenSSH private key block in the log is a leak too.
+#
 # Usage: scripts/check-secrets.sh LOG
 # Exit:  0 no secret in LOG; 1 leaks (listed, with line numbers, on stderr); 2 usage error, an
 #        unreadable log, or no secret found in the tests (the extraction itself would be broken).
@@ -56,9 +60,21 @@ for secret in "${secrets[@]}"; do
   fi
 done
 
+key_patterns=(
+  'AGE-SECRET-KEY-1[0-9A-Z]{20,}'
+  '^# created: [0-9]{4}-'
+  'BEGIN OPENSSH PRIVATE KEY'
+)
+for pattern in "${key_patterns[@]}"; do
+  if lines=$(grep -nE -- "$pattern" "$log" | cut -d: -f1 | head -n 10 | paste -sd, -); [ -n "$lines" ]; then
+    echo "check-secrets: LEAK: a private key ($pattern) appears in $log (lines $lines)" >&2
+    leaks=$((leaks + 1))
+  fi
+done
+
 bytes=$(wc -c <"$log" | tr -d ' ')
 if [ "$leaks" -gt 0 ]; then
-  echo "check-secrets: $leaks of ${#secrets[@]} test passwords leaked into $log ($bytes bytes)" >&2
+  echo "check-secrets: $leaks leak(s) into $log ($bytes bytes): of ${#secrets[@]} test passwords and ${#key_patterns[@]} key patterns" >&2
   exit 1
 fi
-echo "check-secrets: checked ${#secrets[@]} secrets in $bytes bytes of $log: no leak"
+echo "check-secrets: checked ${#secrets[@]} secrets and ${#key_patterns[@]} key patterns in $bytes bytes of $log: no leak"

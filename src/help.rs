@@ -29,6 +29,16 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "trusted ssh-ed25519 public keys; restore and verify require signatures",
         "none",
     ),
+    (
+        "DB_BACKUP_AGE_RECIPIENTS[_FILE]",
+        "age1... or ssh-ed25519 public keys (comma-separated; the file: one per line): every archive is written as <stamp>.tar.gz.age",
+        "not encrypted",
+    ),
+    (
+        "DB_BACKUP_AGE_IDENTITY_FILE",
+        "age identity (age-keygen) or OpenSSH private key that decrypts archives for restore, verify and drills",
+        "none",
+    ),
     ("DB_BACKUP_DRILL_MEMORY", "memory limit of drill containers (512m, 1g)", "1g"),
     ("DB_BACKUP_DRILL_CPUS", "CPU limit of drill containers (0.5, 2)", "1"),
     ("DB_BACKUP_DRILL_TIMEOUT", "time a drill container's server gets to answer (300, 300s, 5m)", "5m"),
@@ -143,5 +153,14 @@ mod tests {
         for key in crate::labels::KNOWN_KEYS {
             assert!(labels().contains(&format!("db-backup.{key}\n")), "{key}");
         }
+    }
+
+    #[test]
+    fn the_environment_lists_the_age_variables_the_crypto_module_reads() {
+        use crate::crypto::encryption::{IDENTITY_FILE_VAR, RECIPIENTS_FILE_VAR, RECIPIENTS_VAR};
+        let text = environment();
+        assert!(text.contains(&format!("  {RECIPIENTS_VAR}[_FILE] ")), "{text}");
+        assert!(RECIPIENTS_FILE_VAR == format!("{RECIPIENTS_VAR}_FILE"));
+        assert!(text.contains(&format!("  {IDENTITY_FILE_VAR} ")), "{text}");
     }
 }

@@ -17,6 +17,7 @@
 //!  labels                        raw labels into a validated BackupSpec
 //!  engine                        what to run in a container, and how to judge it
 //!  status · prune                status file and run journal · retention applied to a service
+//!  sealed                        age-encrypted archives: opened for reading, the encrypted output
 //!  remote                        the S3 bucket: our objects, uploads, downloads, remote retention
 //!  store                         everything on disk under the backup root
 //!  manifest · retention          an archive's manifest · keep policies (pure)
@@ -57,7 +58,12 @@
 //!   environment, streamed multipart uploads checked afterwards, a journal so no unfinished upload
 //!   stays, `.partial` downloads, listing and retention of our names only. [`offsite`] joins it to
 //!   the store: upload what the remote lacks after a backup or on `sync`, fetch for a restore.
-//! - [`crypto`] signs manifests (ed25519, OpenSSH's SSHSIG) and encrypts with age (library only).
+//! - [`crypto`] signs manifests (ed25519, OpenSSH's SSHSIG) and encrypts with age (keys from the
+//!   environment, streams). [`sealed`] applies it to archives: with recipients set, a backup
+//!   writes `<stamp>.tar.gz.age` through the age encryptor and a hashing writer (the ciphertext's
+//!   sha256 is compared with a re-read of the file), and every reader of an archive (verify,
+//!   restore, drills, remote fetch) opens it through [`sealed::open`], which decrypts with the
+//!   identity or refuses, before anything is touched, without it.
 //!
 //! The disk:
 //! - [`store`] owns everything under the backup root: [`store::Store::service`] gives a
@@ -70,7 +76,9 @@
 //! Formats:
 //! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
 //!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
-//!   decompressor that work on every core. [`manifest`] describes an archive's content.
+//!   decompressor that work on every core. Written into a stream that cannot seek (encryption),
+//!   entries wait in memory for their header and long ones become parts the reader joins.
+//!   [`manifest`] describes an archive's content.
 //!
 //! Leaves (import nothing from the crate, or only other leaves):
 //! - [`vocab`] holds the shared value types (`EngineKind`, `ServiceName`, `EnvName`,

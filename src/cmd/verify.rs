@@ -91,7 +91,10 @@ pub async fn run(settings: &Settings, service: &ServiceName, options: Options<'_
             println!("{}", line(&checked));
         }
         report.archives.push(checked);
-        records.push((a.name.clone(), record_of(&result)));
+        // No identity (or the wrong one) says nothing about the archive: nothing is recorded.
+        if !matches!(result, Err(crate::verify::VerifyError::Key(_))) {
+            records.push((a.name.clone(), record_of(&result)));
+        }
     }
     if let Err(e) = dir.save_verify_records(&records) {
         eprintln!("warning: cannot record the results in {}: {e}", dir.verify_records_path().display());

@@ -102,7 +102,8 @@ pub fn name_of(p: &Path) -> String {
 }
 
 fn is_archive(p: &Path) -> bool {
-    name_of(p).ends_with(".tar.gz")
+    let name = name_of(p);
+    name.ends_with(".tar.gz") || name.ends_with(".tar.gz.age")
 }
 
 /// A finished db-backup invocation.

@@ -17,6 +17,7 @@ mod labels;
 mod mariadb;
 mod mongo;
 mod offsite;
+mod offsite_age;
 mod postgres;
 mod retention;
 mod trust_daemon;

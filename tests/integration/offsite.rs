@@ -2,9 +2,9 @@
 //! encryption / signatures against the real `age` and `ssh-keygen` tools. What the bucket holds is
 //! checked with an independent client (rclone), never only through db-backup's own code.
 
-mod garage;
+pub(crate) mod garage;
 mod proxy;
-mod rclone;
+pub(crate) mod rclone;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,7 +20,7 @@ use db_backup::vocab::ServiceName;
 use garage::{Garage, Key};
 use rclone::rclone_env;
 
-const BUCKET: &str = "dbb-offsite";
+pub(crate) const BUCKET: &str = "dbb-offsite";
 
 fn config(endpoint: &str, key: &Key, url: &str) -> RemoteConfig {
     let vars: HashMap<&str, String> = HashMap::from([
@@ -356,7 +356,7 @@ async fn delete_refuses_the_newest_strangers_and_everything() {
 
 // ---- age and signatures against the real command-line tools ----
 
-fn tool(cmd: &str) -> Command {
+pub(crate) fn tool(cmd: &str) -> Command {
     let found = Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().unwrap();
     assert!(found.status.success(), "'{cmd}' is missing: install Debian's package (.ci/run does)");
     Command::new(cmd)
@@ -373,7 +373,7 @@ fn run_with_input(mut cmd: Command, input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-fn age_keygen(dir: &Path) -> (PathBuf, String) {
+pub(crate) fn age_keygen(dir: &Path) -> (PathBuf, String) {
     let key = dir.join("age.key");
     let out = tool("age-keygen").args(["-o", key.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success());
@@ -497,7 +497,7 @@ fn db_backup_verifies_ssh_keygen_signatures() {
 // ---- the db-backup binary with a real database, a real Garage, and the remote configured ----
 
 /// The environment that points db-backup at `endpoint` (Garage or a proxy before it).
-fn remote_env(endpoint: &str, key: &Key) -> Vec<(&'static str, String)> {
+pub(crate) fn remote_env(endpoint: &str, key: &Key) -> Vec<(&'static str, String)> {
     vec![
         ("DB_BACKUP_REMOTE", format!("s3://{BUCKET}/site")),
         ("AWS_ENDPOINT_URL", endpoint.to_string()),
@@ -508,7 +508,7 @@ fn remote_env(endpoint: &str, key: &Key) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn run_with(backups: &common::Backups, env: &[(&'static str, String)], args: &[&str]) -> common::Run {
+pub(crate) fn run_with(backups: &common::Backups, env: &[(&'static str, String)], args: &[&str]) -> common::Run {
     let mut cmd = backups.command(args);
     // The machine's own AWS_* settings must not leak into the test's configuration.
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
@@ -520,7 +520,7 @@ fn run_with(backups: &common::Backups, env: &[(&'static str, String)], args: &[&
     run
 }
 
-fn assert_no_credentials(run: &common::Run, key: &Key) {
+pub(crate) fn assert_no_credentials(run: &common::Run, key: &Key) {
     for secret in [&key.id, &key.secret] {
         assert!(!run.all().contains(secret.as_str()), "output leaks a credential:\n{}", run.all());
     }
