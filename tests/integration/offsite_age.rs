@@ -353,6 +353,48 @@ fn an_encrypted_archive_is_uploaded_to_garage_and_restored_from_remote_into_an_e
     }
 }
 
+#[test]
+fn local_and_remote_retention_count_encrypted_archives_and_leave_foreign_objects_alone() {
+    common::require_image(common::PG_IMAGE);
+    let key = AgeKey::new();
+    let g = Garage::start(BUCKET);
+    let svc = common::unique("pgagekeep");
+    let _db = common::postgres(&svc, &["POSTGRES_PASSWORD=pg-secret-age-6"], &[("db-backup.keep", "last=2")]);
+    let remote = remote_env(&g.endpoint(), &g.key);
+    let folder = format!("site/old-host/{svc}");
+    let foreign = [
+        format!("{folder}/notes.age"),
+        format!("{folder}/2026-01-01T00-00-00Z.age"),
+        format!("{folder}/2026-01-01T00-00-00Z.tar.gz.age.age"),
+        format!("{folder}/2026-01-01T00-00-00Z.tar.gz.age.partial"),
+        format!("site/other-host/{svc}/2026-01-01T00-00-00Z.tar.gz.age"),
+    ];
+    for object in &foreign {
+        rclone::put(&g, BUCKET, object, b"not ours to delete");
+    }
+    let backups = Backups::new();
+    let dir = backups.root().join(&svc);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.tar.gz.age.txt"), b"mine").unwrap();
+    // A plain archive, then two encrypted ones: the plain one is the oldest of three.
+    run_with(&backups, &remote, &["backup", &svc]).ok();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1100));
+        run_with(&backups, &with(&remote, &key.recipients()), &["backup", &svc]).ok();
+    }
+    let local: Vec<String> = backups.archives(&svc).iter().map(|p| common::name_of(p)).collect();
+    assert_eq!(local.len(), 2, "{local:?}");
+    assert!(local.iter().all(|n| n.ends_with(".tar.gz.age")), "{local:?}");
+    assert!(dir.join("notes.tar.gz.age.txt").exists());
+    let mut expected: Vec<String> = foreign.to_vec();
+    expected.extend(local.iter().map(|n| format!("{folder}/{n}")));
+    expected.sort();
+    assert_eq!(rclone::objects(&g, BUCKET), expected);
+    let listed = run_with(&backups, &remote, &["list", "--remote", &svc]).ok();
+    assert!(local.iter().all(|n| listed.stdout.contains(n.as_str())), "{}", listed.all());
+    assert!(!listed.stdout.contains("notes.age"), "{}", listed.all());
+}
+
 // ---- settings ----
 
 #[test]
