@@ -10,6 +10,7 @@ mod report;
 mod target;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -243,7 +244,11 @@ async fn safety_backup_or_not(
         report.say("no safety backup taken (--no-safety-backup)".to_string());
         return Ok("\nno safety backup was taken (--no-safety-backup)".to_string());
     };
-    let name = safety_backup(docker, settings, store, target, shutdown).await?;
+    let label = format!("safety backup of {}", target.container.name);
+    let meter = report.meter(|| crate::progress::Meter::for_safety_backup(store, &home, label));
+    let taken = safety_backup(docker, settings, store, target, shutdown).await;
+    meter.finish().await;
+    let name = taken?;
     report.say(format!("safety backup of the current state: {home}/{name}"));
     report.safety_archive = Some(format!("{home}/{name}"));
     Ok(rollback_hint(&home, &name, &target.container.name))
@@ -430,10 +435,24 @@ impl Replay<'_> {
     }
 }
 
+/// Replays with the progress line drawn (see [`RestoreReport::replay_meter`]).
 async fn replay(ctx: &Replay<'_>, archive: &Path, report: &mut RestoreReport) -> Result<(), RestoreError> {
+    let (meter, fed) = report.replay_meter(ctx.manifest);
+    let result = replay_counted(ctx, archive, report, fed).await;
+    // Erased before the caller prints the outcome.
+    meter.finish().await;
+    result
+}
+
+async fn replay_counted(
+    ctx: &Replay<'_>,
+    archive: &Path,
+    report: &mut RestoreReport,
+    fed: std::sync::Arc<AtomicU64>,
+) -> Result<(), RestoreError> {
     let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
     let path = archive.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || read_entries(&path, entries_tx));
+    let reader = tokio::task::spawn_blocking(move || read_entries(&path, entries_tx, &fed));
     let mut done = 0;
     loop {
         let next = tokio::select! {
@@ -535,10 +554,17 @@ async fn rewritten(engine: &dyn Engine, mut data: mpsc::Receiver<Bytes>) -> Resu
     Ok(rx)
 }
 
-fn read_entries(path: &Path, entries: mpsc::Sender<(String, mpsc::Receiver<Bytes>)>) -> Result<(), ArchiveError> {
+/// Hands each entry to the replay as a stream of chunks; `fed` counts the bytes of the entries
+/// the manifest lists as they are handed over.
+fn read_entries(
+    path: &Path,
+    entries: mpsc::Sender<(String, mpsc::Receiver<Bytes>)>,
+    fed: &AtomicU64,
+) -> Result<(), ArchiveError> {
     let file = std::fs::File::open(path)
         .map_err(|source| ArchiveError::Io { context: format!("opening {}", path.display()), source })?;
     for_each_entry(std::io::BufReader::new(file), |name, reader| {
+        let counted = name != MANIFEST_NAME && name != crate::crypto::signing::SIGNATURE_NAME;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         if entries.blocking_send((name.to_string(), rx)).is_err() {
             return Err(ArchiveError::Corrupt("restore stopped".into()));
@@ -554,6 +580,9 @@ fn read_entries(path: &Path, entries: mpsc::Sender<(String, mpsc::Receiver<Bytes
             if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 // The consumer stopped (its command failed): the error is reported there.
                 return Err(ArchiveError::Corrupt("restore stopped".into()));
+            }
+            if counted {
+                fed.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     })
