@@ -23,6 +23,7 @@ use db_backup::notify::{AlertState, Notification, Notifier, NotifySettings, Ping
 
 use crate::common;
 
+mod daemon_metrics;
 mod progress;
 
 /// Every secret the tests put into URLs: none may appear in any log line or page.
