@@ -1,13 +1,14 @@
 //! What one restore did, as lines for people (stdout, or stderr under `--json`) and as fields
 //! for `restore --json`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::DatabasesAfter;
 use crate::manifest::Manifest;
 use crate::progress::{Expected, Meter};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
