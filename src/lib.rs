@@ -24,7 +24,7 @@
 //!  rowcount                      rows per table counted as a dump streams past (pure)
 //!  archive                       the streaming .tar.gz format
 //!  gzip                          the codec
-//!  vocab · exit · output · schedule · shutdown · nofollow · logging · crypto   leaves
+//!  vocab · exit · output · schedule · shutdown · nofollow · logging · terminal · crypto   leaves
 //! ```
 //!
 //! Commands:
@@ -84,14 +84,16 @@
 //! - [`vocab`] holds the shared value types (`EngineKind`, `ServiceName`, `EnvName`,
 //!   `ArchiveKind`, `EntryRole`); [`exit`] the exit codes; [`output`] how sizes, durations and
 //!   times are shown; [`schedule`] cron schedules, `TZ`, the next run and the wait for it;
-//!   [`shutdown`] the signal that every loop selects on; [`logging`] the tracing setup.
+//!   [`shutdown`] the signal that every loop selects on; [`logging`] the tracing setup;
+//!   [`terminal`] the line a manual run redraws in place, erased before any other output.
 //!
 //! Alerting:
 //! - [`alerting`] is what the daemon reports services and runs to; it drives [`notify`]
 //!   (notification URLs, events and storm control, delivery, health pings), [`metrics`],
 //!   [`history`] (recent runs, alert memory) and [`stale`]; [`http`] serves `/metrics`, `/healthz`
 //!   and the status page; [`health`] judges the daemon for `healthcheck`; [`progress`] draws the
-//!   terminal progress line.
+//!   terminal progress line of a manual `backup` and of `restore` (its safety backup and replay;
+//!   it reads only [`store`] and the leaves, so runs may use it).
 
 pub mod alerting;
 pub mod archive;
@@ -131,5 +133,6 @@ pub mod shutdown;
 pub mod stale;
 pub mod status;
 pub mod store;
+pub mod terminal;
 pub mod verify;
 pub mod vocab;

@@ -10,7 +10,8 @@ pub fn init() {
     let json = std::env::var("DB_BACKUP_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Erases a progress line drawn on the same terminal before each log line.
+        .with_writer(|| crate::terminal::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };

@@ -1,26 +1,51 @@
 //! The live progress line of a manual `backup` or `restore` run from a terminal: bytes, rate,
-//! elapsed time, and an estimate from the previous archive's size. Without a terminal nothing is
-//! drawn and the output stays plain lines.
+//! elapsed time, and an estimate (a backup: the previous archive's size; a restore: the sizes its
+//! manifest records). Without a terminal nothing is drawn and the output stays plain lines.
+//!
+//! The line is drawn through [`crate::terminal`], which erases it before any other line (the
+//! narration of a restore, a log line) is written, so nothing ends up glued to it.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::output::human_bytes;
+use crate::store::{ArchiveFile, Store};
+use crate::vocab::{ArchiveKind, ServiceName};
 
 const REDRAW_EVERY: Duration = Duration::from_millis(500);
 
+/// What the bytes are measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub bytes: u64,
+    /// "the last archive", "the archive".
+    pub of: &'static str,
+}
+
+impl Expected {
+    /// A backup: the size of the archive the previous run wrote.
+    pub fn last_archive(bytes: Option<u64>) -> Option<Self> {
+        bytes.filter(|b| *b > 0).map(|bytes| Expected { bytes, of: "the last archive" })
+    }
+
+    /// A restore: the entry sizes the archive's manifest records.
+    pub fn archive(bytes: u64) -> Option<Self> {
+        (bytes > 0).then_some(Expected { bytes, of: "the archive" })
+    }
+}
+
 /// `db: 1.2 GiB  45.3 MiB/s  0:27  ~60 % of the last archive, ~0:18 left` (pure).
-pub fn progress_line(label: &str, bytes: u64, elapsed: Duration, previous: Option<u64>) -> String {
+pub fn progress_line(label: &str, bytes: u64, elapsed: Duration, expected: Option<Expected>) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs >= 0.1 { (bytes as f64 / secs) as u64 } else { 0 };
     let mut line = format!("{label}: {}  {}/s  {}", human_bytes(bytes), human_bytes(rate), clock(elapsed));
-    if let Some(previous) = previous.filter(|p| *p > 0) {
-        let percent = bytes as f64 * 100.0 / previous as f64;
-        if bytes < previous && rate > 0 {
-            let left = Duration::from_secs((previous - bytes) / rate);
-            line.push_str(&format!("  ~{percent:.0} % of the last archive, ~{} left", clock(left)));
+    if let Some(Expected { bytes: total, of }) = expected.filter(|e| e.bytes > 0) {
+        let percent = bytes as f64 * 100.0 / total as f64;
+        if bytes < total && rate > 0 {
+            let left = Duration::from_secs((total - bytes) / rate);
+            line.push_str(&format!("  ~{percent:.0} % of {of}, ~{} left", clock(left)));
         } else {
-            line.push_str(&format!("  {percent:.0} % of the last archive"));
+            line.push_str(&format!("  {percent:.0} % of {of}"));
         }
     }
     line
@@ -36,6 +61,12 @@ pub fn partial_bytes(dir: &std::path::Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// The newest archive of `kind` of a service.
+fn newest(store: &Store, service: &str, kind: ArchiveKind) -> Option<ArchiveFile> {
+    let name = ServiceName::parse(service).ok()?;
+    store.service(&name).archives().ok()?.into_iter().filter(|a| a.kind == kind).max_by_key(|a| a.created)
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour.
@@ -58,15 +89,32 @@ pub struct Meter {
 impl Meter {
     /// A manual backup: counts the archive being written (its `.partial` file) against the size
     /// of the service's newest archive.
-    pub fn for_backup(store: &crate::store::Store, service: &str) -> Self {
-        let previous = crate::alerting::on_disk(store, service).newest_bytes;
+    pub fn for_backup(store: &Store, service: &str) -> Self {
+        let previous = newest(store, service, ArchiveKind::Backup).map(|a| a.size);
         let dir = store.root().join(service);
-        Self::start(service.to_string(), move || partial_bytes(&dir), previous)
+        Self::start(service.to_string(), move || partial_bytes(&dir), Expected::last_archive(previous))
     }
 
-    pub fn start(label: String, sample: impl Fn() -> u64 + Send + 'static, previous: Option<u64>) -> Self {
+    /// A restore's safety backup into `home`: measured against the newest safety archive there,
+    /// else the newest backup.
+    pub fn for_safety_backup(store: &Store, home: &ServiceName, label: String) -> Self {
+        let previous = newest(store, home.as_str(), ArchiveKind::Safety)
+            .or_else(|| newest(store, home.as_str(), ArchiveKind::Backup))
+            .map(|a| a.size);
+        let dir = store.service(home).path().to_path_buf();
+        Self::start(label, move || partial_bytes(&dir), Expected::last_archive(previous))
+    }
+
+    /// A meter that draws nothing.
+    pub fn off() -> Self {
+        Meter { stop: None, task: None }
+    }
+
+    /// Draws `label` with `sample()` bytes against `expected` every half second while stdout is a
+    /// terminal; a no-op otherwise.
+    pub fn start(label: String, sample: impl Fn() -> u64 + Send + 'static, expected: Option<Expected>) -> Self {
         if !std::io::stdout().is_terminal() {
-            return Meter { stop: None, task: None };
+            return Self::off();
         }
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let started = Instant::now();
@@ -77,15 +125,9 @@ impl Meter {
                     _ = tick.tick() => {}
                     _ = &mut stopped => break,
                 }
-                let line = progress_line(&label, sample(), started.elapsed(), previous);
-                let mut out = std::io::stdout().lock();
-                // \r and "erase to end of line": the line redraws in place.
-                let _ = write!(out, "\r{line}\x1b[K");
-                let _ = out.flush();
+                crate::terminal::draw(&progress_line(&label, sample(), started.elapsed(), expected));
             }
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "\r\x1b[K");
-            let _ = out.flush();
+            crate::terminal::erase();
         });
         Meter { stop: Some(stop), task: Some(task) }
     }
@@ -115,11 +157,16 @@ mod tests {
 
     #[test]
     fn the_line_shows_bytes_rate_elapsed_and_an_estimate() {
-        let line = progress_line("db", 600 << 20, Duration::from_secs(30), Some(1000 << 20));
+        let last = Expected::last_archive(Some(1000 << 20));
+        let line = progress_line("db", 600 << 20, Duration::from_secs(30), last);
         assert_eq!(line, "db: 600.0 MiB  20.0 MiB/s  0:30  ~60 % of the last archive, ~0:20 left");
-        let past = progress_line("db", 1100 << 20, Duration::from_secs(3725), Some(1000 << 20));
+        let past = progress_line("db", 1100 << 20, Duration::from_secs(3725), last);
         assert!(past.ends_with("1:02:05  110 % of the last archive"), "{past}");
         assert_eq!(progress_line("db", 0, Duration::ZERO, None), "db: 0 B  0 B/s  0:00");
+        let restore = progress_line("db", 300 << 20, Duration::from_secs(10), Expected::archive(1200 << 20));
+        assert_eq!(restore, "db: 300.0 MiB  30.0 MiB/s  0:10  ~25 % of the archive, ~0:30 left");
+        // Nothing known: no estimate rather than a division by zero.
+        assert_eq!((Expected::last_archive(Some(0)), Expected::archive(0)), (None, None));
     }
 
     #[test]

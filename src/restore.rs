@@ -5,11 +5,13 @@
 //! really there: the manifest says what should be restored, only the server says what was.
 
 mod archive_arg;
+mod choose;
 mod outcome;
 mod report;
 mod target;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,11 +30,10 @@ use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::output::quote_stderr;
 use crate::shutdown::Shutdown;
 use crate::store::lock::{LockError, ServiceLock};
-use crate::store::{ArchiveFile, Store};
-use crate::verify::{verify_archive_with, VerifyError};
-use crate::vocab::{ArchiveKind, EngineKind, ServiceName};
+use crate::store::Store;
+use crate::vocab::{ArchiveKind, ServiceName};
 
-use archive_arg::archive_name_of;
+use choose::choose_archive;
 pub use outcome::{check_entries_cover, judge, DatabasesAfter};
 pub use report::RestoreReport;
 use target::resolve_target;
@@ -248,7 +249,11 @@ async fn safety_backup_or_not(
         report.say("no safety backup taken (--no-safety-backup)".to_string());
         return Ok("\nno safety backup was taken (--no-safety-backup)".to_string());
     };
-    let name = safety_backup(docker, settings, store, target, shutdown).await?;
+    let label = format!("safety backup of {}", target.container.name);
+    let meter = report.meter(|| crate::progress::Meter::for_safety_backup(store, &home, label));
+    let taken = safety_backup(docker, settings, store, target, shutdown).await;
+    meter.finish().await;
+    let name = taken?;
     report.say(format!("safety backup of the current state: {home}/{name}"));
     report.safety_archive = Some(format!("{home}/{name}"));
     Ok(rollback_hint(&home, &name, &target.container.name))
@@ -313,100 +318,6 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The named archive, or the newest regular archive of the target's engine that verifies (any
-/// engine when the target's is not known yet). Safety archives are used only when named. An
-/// encrypted archive this host has no identity for (or the wrong one) stops the search at once.
-async fn choose_archive(
-    store: &Store,
-    service: &ServiceName,
-    named: Option<&str>,
-    engine: Option<EngineKind>,
-    identity: &Option<Arc<Identities>>,
-    report: &mut RestoreReport,
-    shutdown: &Shutdown,
-) -> Result<(PathBuf, Manifest), RestoreError> {
-    let dir = store.service(service);
-    let service_dir = dir.path();
-    let archives =
-        dir.archives().map_err(|e| RestoreError::Refused(format!("cannot list {}: {e}", service_dir.display())))?;
-    if archives.is_empty() {
-        return Err(RestoreError::Usage(format!("service {service} has no archives under {}", service_dir.display())));
-    }
-    if let Some(arg) = named {
-        let name = archive_name_of(arg, service_dir, service.as_str()).map_err(RestoreError::Usage)?;
-        let Some(found) = archives.iter().find(|a| a.name == name) else {
-            return Err(RestoreError::Usage(format!(
-                "--archive: no archive {name} for service {service}; it has: {}",
-                names(&archives)
-            )));
-        };
-        let manifest = verified(&found.path, identity, shutdown)
-            .await?
-            .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
-        return Ok((found.path.clone(), manifest));
-    }
-    let mut skipped = Vec::new();
-    for candidate in archives.iter().rev().filter(|a| a.kind == ArchiveKind::Backup) {
-        match verified(&candidate.path, identity, shutdown).await? {
-            Ok(manifest) if engine.is_some_and(|e| e != manifest.engine) => skipped.push(format!(
-                "{}: a {} archive; the target runs {}",
-                candidate.name,
-                manifest.engine,
-                engine_word(engine)
-            )),
-            Ok(manifest) => {
-                for why in &skipped {
-                    report.say(format!("skipped {why}"));
-                }
-                report.skipped = skipped;
-                return Ok((candidate.path.clone(), manifest));
-            }
-            Err(e @ VerifyError::Key(_)) => {
-                return Err(RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))
-            }
-            Err(e) => skipped.push(format!("{}: {e}", candidate.name)),
-        }
-    }
-    Err(RestoreError::Refused(format!(
-        "no archive of service {service}{} verifies, nothing was touched:\n  {}",
-        engine.map(|e| format!(" of engine {e}")).unwrap_or_default(),
-        if skipped.is_empty() {
-            "(it has only safety archives; name one with --archive)".to_string()
-        } else {
-            skipped.join("\n  ")
-        }
-    )))
-}
-
-fn engine_word(engine: Option<EngineKind>) -> String {
-    engine.map(|e| e.to_string()).unwrap_or_default()
-}
-
-/// Verifies on a blocking thread, giving up at once on SIGTERM/SIGINT (the thread only reads).
-async fn verified(
-    path: &Path,
-    identity: &Option<Arc<Identities>>,
-    shutdown: &Shutdown,
-) -> Result<Result<Manifest, VerifyError>, RestoreError> {
-    let (owned, identity) = (path.to_path_buf(), identity.clone());
-    let work = tokio::task::spawn_blocking(move || verify_archive_with(&owned, identity.as_deref()));
-    tokio::select! {
-        joined = work => joined.map_err(|e| RestoreError::Refused(format!("verifying {}: {e}", path.display()))),
-        _ = shutdown.aborted() => Err(RestoreError::Interrupted {
-            state: "stopped while verifying the archive; nothing was touched".to_string(),
-            rollback: String::new(),
-        }),
-    }
-}
-
-fn names(archives: &[ArchiveFile]) -> String {
-    if archives.is_empty() {
-        "none".into()
-    } else {
-        archives.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-    }
-}
-
 /// One pass over the archive: a blocking thread reads entries in order and hands each to the
 /// async side as a bounded stream of chunks; each step's command consumes its entry. On
 /// SIGTERM/SIGINT the running tool is killed and the error says what the target now holds.
@@ -444,10 +355,24 @@ impl Replay<'_> {
     }
 }
 
+/// Replays with the progress line drawn (see [`RestoreReport::replay_meter`]).
 async fn replay(ctx: &Replay<'_>, archive: &Path, report: &mut RestoreReport) -> Result<(), RestoreError> {
+    let (meter, fed) = report.replay_meter(ctx.manifest);
+    let result = replay_counted(ctx, archive, report, fed).await;
+    // Erased before the caller prints the outcome.
+    meter.finish().await;
+    result
+}
+
+async fn replay_counted(
+    ctx: &Replay<'_>,
+    archive: &Path,
+    report: &mut RestoreReport,
+    fed: std::sync::Arc<AtomicU64>,
+) -> Result<(), RestoreError> {
     let (entries_tx, mut entries) = mpsc::channel::<(String, mpsc::Receiver<Bytes>)>(1);
     let (path, identity) = (archive.to_path_buf(), ctx.identity.clone());
-    let reader = tokio::task::spawn_blocking(move || read_entries(&path, identity.as_deref(), entries_tx));
+    let reader = tokio::task::spawn_blocking(move || read_entries(&path, identity.as_deref(), entries_tx, &fed));
     let mut done = 0;
     loop {
         let next = tokio::select! {
@@ -549,13 +474,18 @@ async fn rewritten(engine: &dyn Engine, mut data: mpsc::Receiver<Bytes>) -> Resu
     Ok(rx)
 }
 
+/// Hands each entry to the replay as a stream of chunks (decrypted with `identity` when the
+/// archive is encrypted); `fed` counts the bytes of the entries the manifest lists as they are
+/// handed over.
 fn read_entries(
     path: &Path,
     identity: Option<&Identities>,
     entries: mpsc::Sender<(String, mpsc::Receiver<Bytes>)>,
+    fed: &AtomicU64,
 ) -> Result<(), ArchiveError> {
     let input = crate::sealed::open(path, identity).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
     for_each_entry(input, |name, reader| {
+        let counted = name != MANIFEST_NAME && name != crate::crypto::signing::SIGNATURE_NAME;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         if entries.blocking_send((name.to_string(), rx)).is_err() {
             return Err(ArchiveError::Corrupt("restore stopped".into()));
@@ -571,6 +501,9 @@ fn read_entries(
             if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 // The consumer stopped (its command failed): the error is reported there.
                 return Err(ArchiveError::Corrupt("restore stopped".into()));
+            }
+            if counted {
+                fed.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     })

@@ -9,6 +9,11 @@
 
 mod common;
 
+// Alerting (issue 12), a section of its own: notifications from the image to Slack, Discord and
+// the other schemes over TLS, and the image's HEALTHCHECK.
+#[path = "image/alerting.rs"]
+mod alerting;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

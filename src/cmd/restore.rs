@@ -11,7 +11,8 @@ pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> an
     let discovered = discover(&docker, &settings.defaults).await?;
     // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
-    let mut report = RestoreReport::new(&request.service, json);
+    // A live progress line when run from a terminal (never with --json).
+    let mut report = RestoreReport::new(&request.service, json).with_progress();
     let started_at = chrono::Utc::now();
     let result = restore(&docker, settings, &discovered, &request, &shutdown, &mut report).await;
     if !matches!(result, Err(RestoreError::Busy(_))) {

@@ -99,6 +99,12 @@ pub fn outgoing(target: &TargetKind, n: &Notification) -> Outgoing {
             Outgoing::Http(HttpRequest { headers: headers.clone(), ..post(url, body) })
         }
         TargetKind::Chat { flavor, url, username, channel } => {
+            let (title, text) = match flavor {
+                // Slack reads `<…>` as links and mentions (`<!channel>`): a hostile error text
+                // must not notify a whole workspace. Its documented escaping is &, <, >.
+                ChatFlavor::Slack => (slack_escape(&title), slack_escape(&text)),
+                ChatFlavor::Mattermost | ChatFlavor::RocketChat => (title, text),
+            };
             let mut body = json!({ "text": format!("*{title}*\n{text}") });
             if let Some(u) = username {
                 body[if *flavor == ChatFlavor::RocketChat { "alias" } else { "username" }] = json!(u);
@@ -110,7 +116,8 @@ pub fn outgoing(target: &TargetKind, n: &Notification) -> Outgoing {
         }
         TargetKind::Discord { url, username } => {
             let content: String = format!("**{title}**\n{text}").chars().take(DISCORD_MAX_CHARS).collect();
-            let mut body = json!({ "content": content });
+            // No mention in a message ever pings anyone (`@everyone` in an error text).
+            let mut body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
             if let Some(u) = username {
                 body["username"] = json!(u);
             }
@@ -136,6 +143,11 @@ pub fn outgoing(target: &TargetKind, n: &Notification) -> Outgoing {
         }
         TargetKind::Smtp(smtp) => Outgoing::Email(email(smtp, &title, text)),
     }
+}
+
+/// Slack's escaping of message text: `&`, `<` and `>` only.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn email(smtp: &SmtpTarget, title: &str, text: String) -> Email {
@@ -188,6 +200,23 @@ mod tests {
         assert_eq!(rc["alias"], "bot");
         let d: serde_json::Value = serde_json::from_slice(&http("discord://tok@42").body).unwrap();
         assert!(d["content"].as_str().unwrap().starts_with("**db-backup: backup of db failed"));
+    }
+
+    #[test]
+    fn hostile_text_mentions_nobody_on_slack_or_discord() {
+        let mut n = failure();
+        n.error = Some("role \"<!channel> & @everyone <https://evil.example|x>\" does not exist".into());
+        let body = |url: &str| -> serde_json::Value {
+            let Outgoing::Http(r) = outgoing(&parse(url).unwrap().kind, &n) else { panic!() };
+            serde_json::from_slice(&r.body).unwrap()
+        };
+        let slack = body("slack://T1/B2/X3");
+        let text = slack["text"].as_str().unwrap();
+        assert!(text.contains("role \"&lt;!channel&gt; &amp; @everyone &lt;https://evil.example|x&gt;\""), "{text}");
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        let discord = body("discord://tok@42");
+        assert_eq!(discord["allowed_mentions"], serde_json::json!({ "parse": [] }));
+        assert!(discord["content"].as_str().unwrap().contains("<!channel> & @everyone"), "shown as written");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! What one restore did, as lines for people (stdout, or stderr under `--json`) and as fields
 //! for `restore --json`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::DatabasesAfter;
+use crate::manifest::Manifest;
+use crate::progress::{Expected, Meter};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -26,6 +31,9 @@ pub struct RestoreReport {
     pub databases: Option<DatabasesAfter>,
     #[serde(skip)]
     human_to_stderr: bool,
+    /// Draw the live progress line (a manual run; drawn only when stdout is a terminal).
+    #[serde(skip)]
+    progress: bool,
 }
 
 impl RestoreReport {
@@ -33,12 +41,41 @@ impl RestoreReport {
         RestoreReport { service: service.to_string(), human_to_stderr: json, ..Default::default() }
     }
 
+    /// A manual `restore`: show the progress line of the safety backup and of the replay when
+    /// stdout is a terminal (never under `--json`, whose stdout is the document).
+    pub fn with_progress(mut self) -> Self {
+        self.progress = !self.human_to_stderr;
+        self
+    }
+
+    /// The replay's progress line: the bytes of entries handed to the tools (the counter it
+    /// returns) against the entry sizes the manifest records.
+    pub fn replay_meter(&self, manifest: &Manifest) -> (Meter, Arc<AtomicU64>) {
+        let fed = Arc::new(AtomicU64::new(0));
+        let sample = {
+            let fed = Arc::clone(&fed);
+            move || fed.load(Ordering::Relaxed)
+        };
+        let expected = Expected::archive(manifest.entries.iter().map(|e| e.size).sum());
+        (self.meter(|| Meter::start(self.service.clone(), sample, expected)), fed)
+    }
+
+    /// The progress line for one step, or one that draws nothing.
+    pub fn meter(&self, start: impl FnOnce() -> Meter) -> Meter {
+        if self.progress {
+            start()
+        } else {
+            Meter::off()
+        }
+    }
+
     /// One line of narration; under `--json` stdout carries only the JSON document.
     pub fn say(&self, line: String) {
         if self.human_to_stderr {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            // Erases the progress line first when one is drawn.
+            crate::terminal::print_line(&line);
         }
     }
 }

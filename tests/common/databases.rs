@@ -13,6 +13,12 @@ pub const MARIADB_IMAGE: &str = "dbb-test/mariadb:10.11";
 pub const MARIADB_NODUMP_IMAGE: &str = "dbb-test/mariadb-nodump:10.11";
 pub const BASE_IMAGE: &str = "dbb-test/base:bookworm";
 pub const DB_BACKUP_IMAGE: &str = "db-backup:test";
+
+/// The app image the image tests run: `$DBB_TEST_APP_IMAGE` (an image built from a branch, e.g.
+/// `db-backup:test-alerts`), else [`DB_BACKUP_IMAGE`].
+pub fn app_image() -> String {
+    std::env::var("DBB_TEST_APP_IMAGE").ok().filter(|i| !i.trim().is_empty()).unwrap_or(DB_BACKUP_IMAGE.into())
+}
 /// SecantusDB with the real mongodump/mongorestore/bsondump; no mongosh or mongo shell.
 pub const MONGO_IMAGE: &str = "dbb-test/mongo:8.2";
 /// The mongo image's Python, which has pymongo (the tests' client: there is no shell).

@@ -23,6 +23,9 @@ use db_backup::notify::{AlertState, Notification, Notifier, NotifySettings, Ping
 
 use crate::common;
 
+mod daemon_metrics;
+mod progress;
+
 /// Every secret the tests put into URLs: none may appear in any log line or page.
 const SECRETS: &[&str] = &[
     "s3cr3t-generic",
@@ -1011,33 +1014,4 @@ fn a_bad_notification_url_stops_check_and_the_daemon_naming_it_redacted() {
         assert!(run.stderr.contains("from=ADDRESS is missing"), "{}", run.all());
         assert_no_secret("the output", &run.all());
     }
-}
-
-#[test]
-fn a_manual_backup_from_a_terminal_shows_a_progress_line_and_plain_lines_otherwise() {
-    common::require_image(common::PG_IMAGE);
-    let backups = common::Backups::new();
-    let svc = common::unique("progress");
-    let _db = common::postgres(&svc, &["POSTGRES_PASSWORD=s3cr3t-pg"], &[]);
-    let plain = backups.run(&["backup", &svc]).ok();
-    assert!(
-        !plain.stdout.contains('\r') && !plain.stdout.contains("\x1b["),
-        "no terminal, no progress: {:?}",
-        plain.stdout
-    );
-    // `script` gives the command a terminal, as `docker exec -it` does.
-    let command = format!("{} backup {svc}", env!("CARGO_BIN_EXE_db-backup"));
-    let tty = Command::new(tool("script", "apt-get install bsdutils"))
-        .args(["-qec", &command, "/dev/null"])
-        .env("DB_BACKUP_ROOT", backups.root())
-        .env_remove("DB_BACKUP_SCHEDULE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&tty.stdout).into_owned();
-    common::record_output("db-backup backup (terminal)", &shown);
-    assert!(tty.status.success(), "{shown}");
-    assert!(shown.contains(&format!("\r{svc}: ")) && shown.contains("B/s") && shown.contains("\x1b[K"), "{shown:?}");
-    assert!(shown.contains("% of the last archive"), "the estimate from the previous archive: {shown:?}");
-    assert_eq!(backups.archives(&svc).len(), 2);
 }

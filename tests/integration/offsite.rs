@@ -18,7 +18,6 @@ use chrono_tz::Tz;
 use db_backup::remote::{self, HostName, Remote, RemoteConfig, RemoteError, ServicePrefix};
 use db_backup::vocab::ServiceName;
 use garage::{Garage, Key};
-use rclone::rclone_env;
 
 pub(crate) const BUCKET: &str = "dbb-offsite";
 
@@ -653,75 +652,6 @@ fn mariadb_round_trip_through_the_remote_into_an_empty_root() {
             .ok();
     assert_no_credentials(&out, &g.key);
     assert_eq!(common::mysql(&fresh, "SELECT COUNT(*), SUM(id) FROM shop.items").trim(), "3\t6", "{}", out.all());
-}
-
-/// Runs `cmd` under GNU time: (peak RSS in bytes, wall seconds).
-fn measured(cmd: Command) -> (u64, f64) {
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let program = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let envs: Vec<_> = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
-    let mut timed = Command::new("/usr/bin/time");
-    timed.args(["-f", "%M %e", "-o"]).arg(report.path()).arg(program).args(args);
-    for (k, v) in envs {
-        match v {
-            Some(v) => timed.env(k, v),
-            None => timed.env_remove(k),
-        };
-    }
-    let out = timed.output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let mut fields = text.split_whitespace();
-    let kb: u64 = fields.next().unwrap().parse().unwrap();
-    let secs: f64 = fields.next().unwrap().parse().unwrap();
-    (kb * 1024, secs)
-}
-
-/// The benchmark of the issue: `db-backup sync` of a 1 GiB archive against `rclone copyto` of the
-/// same file to the same Garage. Best of two runs each (the machine is shared).
-#[test]
-fn uploading_a_1_gib_archive_stays_within_32_mib_and_close_to_rclone() {
-    let g = Garage::start(BUCKET);
-    let backups = common::Backups::new();
-    let svc = "bench";
-    let dir = backups.root().join(svc);
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = "2026-01-01T00-00-00Z.tar.gz";
-    let path = dir.join(name);
-    let mut src = std::fs::File::open("/dev/urandom").unwrap().take(1 << 30);
-    std::io::copy(&mut src, &mut std::fs::File::create(&path).unwrap()).unwrap();
-    // Random bytes are no archive: record it as verified so that only the upload is measured.
-    let record =
-        format!("{{\"{name}\": {{\"ok\": true, \"problem\": null, \"checked_at\": \"2026-01-01T00:00:00Z\"}}}}");
-    std::fs::write(dir.join(".verify.json"), record).unwrap();
-    let env = remote_env(&g.endpoint(), &g.key);
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for round in 0..2 {
-        let _ = rclone::rclone(&g, &["deletefile", &format!("g:{BUCKET}/site/old-host/{svc}/{name}")]);
-        let mut cmd = backups.command(&["sync", svc]);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
-            cmd.env_remove(k);
-        }
-        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-        ours.push(measured(cmd));
-        let mut cmd = Command::new("rclone");
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("RCLONE_")) {
-            cmd.env_remove(k);
-        }
-        cmd.args(["copyto", path.to_str().unwrap(), &format!("g:{BUCKET}/rclone/{round}")]);
-        for (k, v) in rclone_env(&g) {
-            cmd.env(k, v);
-        }
-        theirs.push(measured(cmd));
-    }
-    assert_eq!(rclone::objects(&g, BUCKET).len(), 3);
-    let best = |v: &[(u64, f64)]| v.iter().map(|m| m.1).fold(f64::MAX, f64::min);
-    let peak = ours.iter().map(|m| m.0).max().unwrap();
-    eprintln!("1 GiB: db-backup sync {ours:?} (peak RSS bytes, s); rclone copyto {theirs:?}");
-    assert!(peak <= 32 << 20, "db-backup sync peaked at {} MiB", peak >> 20);
-    assert!(best(&ours) <= 1.2 * best(&theirs), "db-backup {:.1} s vs rclone {:.1} s", best(&ours), best(&theirs));
 }
 
 #[test]

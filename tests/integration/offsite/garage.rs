@@ -1,4 +1,5 @@
-//! A real Garage (the S3-compatible store) for the tests: one node on 127.0.0.1 with random free
+//! A real Garage (the S3-compatible store) for the tests: one node on 127.0.0.1 (its S3 API on
+//! another local address if asked, e.g. a Docker bridge's gateway for containers) with random free
 //! ports, `db_engine = "sqlite"`, `replication_factor = 1`; key and bucket made with Garage's own
 //! CLI. Stopped (and its data removed) on drop. The binary comes from scripts/build-garage.sh.
 
@@ -19,6 +20,8 @@ pub struct Key {
 pub struct Garage {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// The local address the S3 API listens on.
+    pub s3_host: String,
     pub s3_port: u16,
     child: Option<Child>,
     pub key: Key,
@@ -39,6 +42,12 @@ fn free_port() -> u16 {
 impl Garage {
     /// A running node with one key allowed to read, write and own `bucket`.
     pub fn start(bucket: &str) -> Garage {
+        Garage::start_on("127.0.0.1", bucket)
+    }
+
+    /// Like [`Garage::start`], with the S3 API on `s3_host` (a local address) instead of
+    /// 127.0.0.1; RPC and admin stay on 127.0.0.1.
+    pub fn start_on(s3_host: &str, bucket: &str) -> Garage {
         let dir = tempfile::Builder::new().prefix("dbb-garage-").tempdir().unwrap();
         let (rpc, s3, admin) = (free_port(), free_port(), free_port());
         let secret: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
@@ -49,13 +58,19 @@ impl Garage {
             format!(
                 "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
                  replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_secret = \"{secret}\"\n\n[s3_api]\ns3_region = \"{REGION}\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                 rpc_secret = \"{secret}\"\n\n[s3_api]\ns3_region = \"{REGION}\"\napi_bind_addr = \"{s3_host}:{s3}\"\n\
                  root_domain = \".s3.garage.localhost\"\n\n[admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\n"
             ),
         )
         .unwrap();
-        let mut g =
-            Garage { dir, config, s3_port: s3, child: None, key: Key { id: String::new(), secret: String::new() } };
+        let mut g = Garage {
+            dir,
+            config,
+            s3_host: s3_host.to_string(),
+            s3_port: s3,
+            child: None,
+            key: Key { id: String::new(), secret: String::new() },
+        };
         g.run_server();
         let node = g.cli_ok(&["node", "id", "-q"]);
         let node = node.trim().split('@').next().unwrap().to_string();
@@ -77,7 +92,7 @@ impl Garage {
             .expect("start garage");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+        while std::net::TcpStream::connect((self.s3_host.as_str(), self.s3_port)).is_err() {
             assert!(Instant::now() < deadline, "garage did not listen within 30 s: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -90,7 +105,7 @@ impl Garage {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        format!("http://{}:{}", self.s3_host, self.s3_port)
     }
 
     pub fn log(&self) -> String {
