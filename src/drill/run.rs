@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::compare::{compare, thousands, Matched, Mismatch};
 use super::container::{DrillContainer, DrillSpec};
-use super::count::{count_command, parse_counts};
+use super::count::count_restored;
 use super::settings::DrillSettings;
 use super::DrillError;
 use crate::config::Settings;
@@ -19,9 +19,6 @@ use crate::manifest::Manifest;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 use crate::shutdown::Shutdown;
 use crate::vocab::EntryRole;
-
-/// Output of a count query is small: a name and a number per table.
-const COUNT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillRunError {
@@ -158,20 +155,9 @@ async fn drill_in(
             outcome.existence_only.push(database.clone());
             continue;
         };
-        let command = count_command(manifest.engine, database);
         let failed = |message: String| DrillRunError::Failed { service: service.to_string(), message };
-        let (status, stdout) = docker
-            .run_capture(&container.container, &command, COUNT_OUTPUT_LIMIT)
-            .await
-            .map_err(|e| failed(format!("counting the rows of database {database}: {e}")))?;
-        if status.exit_code != 0 {
-            return Err(failed(format!(
-                "counting the rows of database {database} failed with exit code {}: {}",
-                status.exit_code,
-                status.stderr.text()
-            )));
-        }
-        let restored = parse_counts(manifest.engine, database, &stdout).map_err(failed)?;
+        let restored =
+            count_restored(docker, &container.container, manifest.engine, database, shutdown).await.map_err(failed)?;
         let matched = compare(manifest.engine, database, recorded, &restored).map_err(|mismatch| {
             DrillRunError::Mismatch { service: service.to_string(), archive: archive.clone(), mismatch }
         })?;

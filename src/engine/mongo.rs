@@ -4,6 +4,7 @@
 //!
 //! The probe needs no shell: it uses `mongosh`, else the legacy `mongo` shell, else mongodump
 //! alone, whose archive prelude names the server version and every database ([`prelude`]).
+//! Drills count restored documents from a mongodump archive too (no shell needed).
 
 mod prelude;
 
@@ -55,6 +56,12 @@ dbb_cfg() { if [ -n "$dbb_pass" ]; then printf 'password: %s\n' "$(dbb_yaml_quot
 
     fn script(&self, tool: &str, body: &str) -> ExecCommand {
         ExecCommand::script(format!("{}dbb_need {tool}\n{body}", self.connect_prelude()))
+    }
+
+    /// `mongodump --archive` of one database (collections only, no users): what a drill counts
+    /// the restored documents from, with the counter the backup used (`rowcount::mongo`).
+    pub fn dump_database_command(&self, database: &str) -> ExecCommand {
+        self.dump_db_script("").with_env("DBB_DB", database)
     }
 
     /// mongodump of the database named by `$DBB_DB`.
