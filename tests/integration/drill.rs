@@ -400,7 +400,7 @@ fn mariadb_backup_records_counts_and_a_drill_restore_matches_them() {
 }
 
 /// Drill containers of a service, running or not (the CLI's drills carry no test scope).
-fn drills_of(service: &str) -> Vec<String> {
+pub(crate) fn drills_of(service: &str) -> Vec<String> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{DRILL_LABEL}={service}")])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let list = runtime().block_on(crate::common::api().list_containers(Some(options))).expect("list containers");
@@ -410,7 +410,7 @@ fn drills_of(service: &str) -> Vec<String> {
 /// Rewrites the newest archive of `service` as a newer one whose manifest records `table` with
 /// one row more than was backed up (every entry's size and sha256 still match: only the count
 /// lies).
-fn archive_with_an_altered_count(backups: &Backups, service: &str, entry: &str, table: &str) -> String {
+pub(crate) fn archive_with_an_altered_count(backups: &Backups, service: &str, entry: &str, table: &str) -> String {
     use db_backup::archive::ArchiveWriter;
     use std::io::Write;
     let newest = backups.archives(service).pop().expect("an archive");
