@@ -3,7 +3,6 @@
 //! safety backup) → count every table of every database and compare with the manifest's counts →
 //! report → remove the container (always: the guard covers errors and cancellation).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::compare::{compare, thousands, Matched, Mismatch};
@@ -15,7 +14,6 @@ use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::docker::Docker;
 use crate::engine::{engine_for, Credentials};
-use crate::manifest::Manifest;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 use crate::shutdown::Shutdown;
 use crate::vocab::EntryRole;
@@ -138,9 +136,11 @@ async fn drill_in(
         cause => DrillRunError::Restore { service: service.to_string(), cause: Box::new(cause) },
     })?;
     let archive = report.archive.clone().unwrap_or_default();
-    let manifest = read_manifest(settings.root.join(service).join(&archive))
-        .await
-        .map_err(|message| DrillRunError::Failed { service: service.to_string(), message })?;
+    // The manifest the restore verified (checksums, signature) before it replayed the archive.
+    let manifest = report.manifest.take().ok_or_else(|| DrillRunError::Failed {
+        service: service.to_string(),
+        message: format!("the restore of {archive} reported no manifest"),
+    })?;
 
     let mut outcome = DrillOutcome {
         service: service.to_string(),
@@ -182,14 +182,4 @@ fn record(
         tracing::warn!(service, "cannot record the drill of {archive}: {e}");
     }
     result
-}
-
-/// The manifest of an archive the restore has just verified.
-async fn read_manifest(path: PathBuf) -> Result<Manifest, String> {
-    let shown = path.display().to_string();
-    let scanned = tokio::task::spawn_blocking(move || crate::archive::scan(&path))
-        .await
-        .map_err(|e| format!("reading {shown}: {e}"))?
-        .map_err(|e| format!("reading {shown}: {e}"))?;
-    Manifest::from_json(&scanned.manifest).map_err(|e| format!("{shown}: {e}"))
 }
