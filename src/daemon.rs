@@ -24,7 +24,7 @@ use crate::docker::Docker;
 use crate::labels::BackupSpec;
 use crate::metrics::Metrics;
 use crate::schedule::{next_run, sleep_until};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Phase, Shutdown};
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
 use crate::store::Store;
 
@@ -390,7 +390,6 @@ async fn service_loop(ctx: Arc<Ctx>, task: Owned, mut cancelled: watch::Receiver
     let drills = crate::drill::schedule::drill_loop(&ctx.docker, &ctx.settings, &task.spec, &ctx.shutdown, &observer);
     let schedule = run_schedule(&ctx, &task, &mut cancelled, startup);
     tokio::pin!(drills, schedule);
-    // The drill loop ends at shutdown once its container is removed; a backup keeps its grace.
     let mut drills_ended = false;
     let ended = loop {
         tokio::select! {
@@ -398,11 +397,12 @@ async fn service_loop(ctx: Arc<Ctx>, task: Owned, mut cancelled: watch::Receiver
             () = &mut drills, if !drills_ended => drills_ended = true,
         }
     };
-    match ended {
-        // Never drop a drill mid-way at shutdown: a container being created would be left behind.
-        Ended::Shutdown if !drills_ended => drills.await,
-        Ended::Shutdown => {}
-        Ended::Cancelled => ctx.forget_service(&task),
+    // Never drop a drill mid-way at shutdown (tasks are cancelled then too): it would leave its container.
+    if !drills_ended && (ctx.shutdown.phase() != Phase::Running || matches!(ended, Ended::Shutdown)) {
+        drills.await;
+    }
+    if let Ended::Cancelled = ended {
+        ctx.forget_service(&task);
     }
 }
 
