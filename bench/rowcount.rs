@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench rowcount                     # synthetic dumps, 256 MB each
 //!     DBB_BENCH_DUMP=dump.sql DBB_BENCH_ENGINE=postgres cargo bench --bench rowcount
+//!     DBB_BENCH_TSV=1 …   one line `bytes<TAB>cpu_seconds<TAB>rows` instead (bench/drill.sh)
 //!
 //! The synthetic dumps have the shape of bench/'s "realistic" set (id, md5 hex, free text with
 //! quotes, a timestamp, a small JSON document per row): PostgreSQL COPY text, MariaDB extended
@@ -187,7 +188,13 @@ fn main() {
         let engine: EngineKind =
             std::env::var("DBB_BENCH_ENGINE").unwrap_or_else(|_| "postgres".into()).parse().expect("DBB_BENCH_ENGINE");
         let dump = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-        report(&engine.to_string(), dump.len(), best_of(engine, &db, &dump));
+        let measured = best_of(engine, &db, &dump);
+        if std::env::var_os("DBB_BENCH_TSV").is_some() {
+            // For bench/drill.sh: bytes, CPU seconds of the best run, rows counted.
+            println!("{}\t{:.6}\t{}", dump.len(), measured.0.as_secs_f64(), measured.1);
+        } else {
+            report(&engine.to_string(), dump.len(), measured);
+        }
         return;
     }
     let cases: [(&str, EngineKind, MakeDump); 3] = [

@@ -157,8 +157,8 @@ pub enum Command {
     /// Run the daemon: follow labeled containers and back them up on their schedules.
     Run,
     /// Show what the daemon is doing: every service, its next run and its last result, and the
-    /// newest manual runs. Exit 0: all good; 1: a service's last run failed or a container is
-    /// refused; 3: the daemon is not running, its status is stale, or it cannot reach the engine.
+    /// newest manual runs. Exit 0: all good; 1: a service's last run or last restore drill failed
+    /// or a container is refused; 3: the daemon is not running, its status is stale, or it cannot reach the engine.
     Status {
         /// One JSON document instead of text.
         #[arg(long)]

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::alerting::{self, Alerts};
+use crate::alerting::{self, Alerts, DrillsOnDisk};
 use crate::backup::{backup, BackupError};
 use crate::config::Settings;
 use crate::discovery::{discover, Discovered};
@@ -27,6 +27,10 @@ use crate::schedule::{next_run, sleep_until};
 use crate::shutdown::Shutdown;
 use crate::status::{self, DaemonStatus, RunRecord, ServiceStatus};
 use crate::store::Store;
+
+mod drills;
+
+use drills::{drill_run, drills_on_disk, DrillReports};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MIB: f64 = 1024.0 * 1024.0;
@@ -123,7 +127,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let listener = serve_http(&ctx).await?;
     let heartbeat = tokio::spawn(heartbeat(ctx.clone()));
-    let journal = tokio::spawn(crate::status::journal::follow(ctx.store.root().to_path_buf(), shutdown.clone()));
+    let follower = ctx.clone();
+    let journal =
+        tokio::spawn(crate::status::journal::follow(ctx.store.root().to_path_buf(), shutdown.clone(), move |run| {
+            drills::manual_run(&follower, run)
+        }));
     watch_containers(&ctx).await;
     heartbeat.abort();
     let _ = journal.await;
@@ -329,12 +337,14 @@ fn apply(ctx: &Arc<Ctx>, found: Discovered) {
             on_startup = startup,
             "scheduled"
         );
-        upsert_service(&mut state.status, &spec, owner);
+        let drills = drills_on_disk(&ctx.store, spec.service.as_str());
+        upsert_service(&mut state.status, &spec, owner, &drills);
         ctx.alerts.follow(
             alerting::service_info(&spec),
             alerting::on_disk(&ctx.store, spec.service.as_str()),
             Utc::now(),
         );
+        ctx.alerts.follow_drills(spec.service.as_str(), spec.drill.as_ref().map(ToString::to_string), drills);
         let key = spec_key(&spec);
         let name = spec.container.name.clone();
         let handle = tokio::spawn(service_loop(ctx.clone(), Owned { spec, owner }, cancelled, startup));
@@ -344,7 +354,7 @@ fn apply(ctx: &Arc<Ctx>, found: Discovered) {
     ctx.write_status();
 }
 
-fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec, owner: u64) {
+fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec, owner: u64, drills: &DrillsOnDisk) {
     let entry = match status.services.iter_mut().find(|s| s.service == spec.service.as_str()) {
         Some(e) => e,
         None => {
@@ -359,6 +369,11 @@ fn upsert_service(status: &mut DaemonStatus, spec: &BackupSpec, owner: u64) {
     entry.schedule = spec.schedule.to_string();
     entry.next_run = None;
     entry.owner = owner;
+    entry.drill_schedule = spec.drill.as_ref().map(ToString::to_string);
+    entry.next_drill = None;
+    if entry.last_drill.is_none() {
+        entry.last_drill = drills.last.as_ref().map(drill_run);
+    }
 }
 
 /// A task's spec and the number of the task: only the newest task of a service writes its entry.
@@ -371,13 +386,23 @@ struct Owned {
 /// time, until the container goes away (its entry is then dropped from the status) or shutdown.
 async fn service_loop(ctx: Arc<Ctx>, task: Owned, mut cancelled: watch::Receiver<bool>, startup: bool) {
     // Drills (`db-backup.drill`) run beside the backups and end with them.
-    let drills = crate::drill::schedule::drill_loop(&ctx.docker, &ctx.settings, &task.spec, &ctx.shutdown);
-    let ended = tokio::select! {
-        ended = run_schedule(&ctx, &task, &mut cancelled, startup) => ended,
-        () = drills => Ended::Shutdown,
+    let observer = DrillReports { ctx: &ctx, task: &task };
+    let drills = crate::drill::schedule::drill_loop(&ctx.docker, &ctx.settings, &task.spec, &ctx.shutdown, &observer);
+    let schedule = run_schedule(&ctx, &task, &mut cancelled, startup);
+    tokio::pin!(drills, schedule);
+    // The drill loop ends at shutdown once its container is removed; a backup keeps its grace.
+    let mut drills_ended = false;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut schedule => break ended,
+            () = &mut drills, if !drills_ended => drills_ended = true,
+        }
     };
-    if let Ended::Cancelled = ended {
-        ctx.forget_service(&task);
+    match ended {
+        // Never drop a drill mid-way at shutdown: a container being created would be left behind.
+        Ended::Shutdown if !drills_ended => drills.await,
+        Ended::Shutdown => {}
+        Ended::Cancelled => ctx.forget_service(&task),
     }
 }
 

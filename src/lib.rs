@@ -42,8 +42,10 @@
 //!   backup, replay, report. [`verify`] proves an archive whole and replayable.
 //!
 //! - [`drill`] is one restore drill: a throwaway container from the service's image (always
-//!   removed), `restore --into` it, every table's `count(*)` against the counts [`rowcount`]
-//!   recorded in the manifest at backup time; the daemon runs drills on `db-backup.drill`.
+//!   removed), `restore --into` it, every table's rows counted (`count(*)`; MongoDB: a mongodump
+//!   of the restored database through the backup's own counter) against the counts [`rowcount`]
+//!   recorded in the manifest at backup time; the daemon runs drills on `db-backup.drill` and
+//!   reports their results to [`alerting`].
 //!
 //! Around the runs:
 //! - [`discovery`] finds labeled containers and refuses duplicate services; [`config`] reads the

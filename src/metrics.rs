@@ -56,6 +56,8 @@ struct Inner {
     archives: Family<ServiceLabel, Gauge>,
     stale: Family<ServiceLabel, Gauge>,
     last_drill_success: Family<ServiceLabel, FloatGauge>,
+    drills: Family<RunLabels, Counter>,
+    last_drill_passed: Family<ServiceLabel, Gauge>,
     notifications_failed: Counter,
 }
 
@@ -71,6 +73,8 @@ impl Metrics {
         let runs = Family::<RunLabels, Counter>::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register("db_backup_runs", "Backup runs by result (success or failure)", runs.clone());
+        let drills = Family::<RunLabels, Counter>::default();
+        registry.register("db_backup_drills", "Restore drills by result (success or failure)", drills.clone());
         let mut gauge = |name: &str, help: &str| {
             let family = Family::<ServiceLabel, FloatGauge>::default();
             registry.register(name, help, family.clone());
@@ -91,6 +95,8 @@ impl Metrics {
         let last_archive_bytes = int_gauge("db_backup_last_archive_bytes", "Size of the last good archive");
         let archives = int_gauge("db_backup_archives", "Archives on disk");
         let stale = int_gauge("db_backup_stale", "1 when the last good archive is older than the stale limit");
+        let last_drill_passed =
+            int_gauge("db_backup_last_drill_passed", "1 if the last restore drill passed, 0 if it failed");
         let notifications_failed = Counter::default();
         registry.register(
             "db_backup_notifications_failed",
@@ -110,6 +116,8 @@ impl Metrics {
                 archives,
                 stale,
                 last_drill_success,
+                drills,
+                last_drill_passed,
                 notifications_failed,
             }),
         }
@@ -173,6 +181,30 @@ impl Metrics {
         self.inner.last_drill_success.get_or_create(&label(service)).set(seconds(at));
     }
 
+    /// Whether the last drill passed (known at start from the drills the backup root remembers).
+    pub fn set_last_drill_passed(&self, service: &str, passed: bool) {
+        self.inner.last_drill_passed.get_or_create(&label(service)).set(i64::from(passed));
+    }
+
+    /// A service with a drill schedule: its drill counters exist from now on at 0, so that
+    /// `increase()` sees its first failed drill.
+    pub fn add_drills(&self, service: &str) {
+        for result in ["success", "failure"] {
+            let _ = self.inner.drills.get_or_create(&RunLabels { service: service.into(), result: result.into() });
+        }
+    }
+
+    /// One finished drill (scheduled, or run by hand with `db-backup drill`).
+    pub fn record_drill(&self, service: &str, ok: bool, finished_at: DateTime<Utc>) {
+        self.add_drills(service);
+        let result = if ok { "success" } else { "failure" };
+        self.inner.drills.get_or_create(&RunLabels { service: service.into(), result: result.into() }).inc();
+        self.set_last_drill_passed(service, ok);
+        if ok {
+            self.set_last_drill_success(service, finished_at);
+        }
+    }
+
     pub fn notification_failed(&self) {
         self.inner.notifications_failed.inc();
     }
@@ -186,6 +218,7 @@ impl Metrics {
         let l = label(service);
         for result in ["success", "failure"] {
             self.inner.runs.remove(&RunLabels { service: service.into(), result: result.into() });
+            self.inner.drills.remove(&RunLabels { service: service.into(), result: result.into() });
         }
         for family in [&self.inner.last_success, &self.inner.last_failure, &self.inner.last_duration] {
             family.remove(&l);
@@ -193,9 +226,13 @@ impl Metrics {
         for family in [&self.inner.next_run, &self.inner.last_drill_success] {
             family.remove(&l);
         }
-        for family in
-            [&self.inner.last_run_success, &self.inner.last_archive_bytes, &self.inner.archives, &self.inner.stale]
-        {
+        for family in [
+            &self.inner.last_run_success,
+            &self.inner.last_archive_bytes,
+            &self.inner.archives,
+            &self.inner.stale,
+            &self.inner.last_drill_passed,
+        ] {
             family.remove(&l);
         }
     }
@@ -267,11 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn drills_count_by_result_and_only_a_passed_one_moves_the_timestamp() {
+        let m = Metrics::new();
+        m.add_drills("db");
+        let (text, _) = m.encode(None);
+        assert!(line(&text, "db_backup_drills_total{service=\"db\",result=\"failure\"} 0").is_some(), "{text}");
+        assert!(line(&text, "db_backup_last_drill_success_timestamp_seconds{").is_none(), "{text}");
+        let at = Utc.with_ymd_and_hms(2026, 11, 29, 5, 0, 0).unwrap();
+        m.record_drill("db", true, at);
+        m.record_drill("db", false, at + chrono::Duration::days(7));
+        let (text, _) = m.encode(None);
+        assert!(line(&text, "db_backup_drills_total{service=\"db\",result=\"success\"} 1").is_some(), "{text}");
+        assert!(line(&text, "db_backup_drills_total{service=\"db\",result=\"failure\"} 1").is_some(), "{text}");
+        assert!(line(&text, "db_backup_last_drill_passed{service=\"db\"} 0").is_some(), "{text}");
+        assert!(
+            line(&text, "db_backup_last_drill_success_timestamp_seconds{service=\"db\"} 1795928400").is_some(),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_removed_service_leaves_no_series() {
         let m = Metrics::new();
         m.add_service("gone");
         m.set_archives("gone", 1);
         m.set_next_run("gone", Some(Utc::now()));
+        m.record_drill("gone", true, Utc::now());
         m.remove_service("gone");
         assert!(!m.encode(None).0.contains("gone"));
     }

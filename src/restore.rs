@@ -112,6 +112,7 @@ pub async fn restore(
         .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
     let archive_name = file_name(&archive);
     report.archive = Some(archive_name.clone());
+    report.manifest = Some(manifest.clone());
     check_entries_cover(&manifest).map_err(|why| {
         RestoreError::Refused(format!("refusing to restore {archive_name}, nothing was touched: {why}"))
     })?;

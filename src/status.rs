@@ -51,6 +51,15 @@ pub struct ServiceStatus {
     /// No good archive for longer than `DB_BACKUP_STALE_AFTER` (see stale.rs).
     #[serde(default)]
     pub stale: bool,
+    /// `db-backup.drill`, when the service has a drill schedule.
+    #[serde(default)]
+    pub drill_schedule: Option<String>,
+    #[serde(default)]
+    pub next_drill: Option<DateTime<Utc>>,
+    /// The last restore drill: scheduled, or run by hand (`db-backup drill`), or remembered from
+    /// `<service>/.drill.json` when the daemon started.
+    #[serde(default)]
+    pub last_drill: Option<DrillRun>,
     /// Which daemon task owns the entry (not written: it means nothing to another process).
     #[serde(skip)]
     pub owner: u64,
@@ -65,6 +74,18 @@ pub struct RunRecord {
     pub detail: String,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// A finished restore drill.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillRun {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub ok: bool,
+    /// The archive drilled, when known.
+    pub archive: Option<String>,
+    /// The summary of a passed drill, or what failed.
+    pub detail: String,
 }
 
 /// This process's pid namespace, as the kernel names it (`pid:[4026531836]`).

@@ -11,8 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+pub mod drills;
 pub mod settings;
 
+pub use drills::{DrillReport, DrillsOnDisk};
 pub use settings::AlertSettings;
 
 use crate::history::{History, RunPoint};
@@ -71,6 +73,8 @@ pub struct Alerts {
 struct State {
     history: History,
     services: BTreeMap<String, Followed>,
+    /// Drill schedules and results, per followed service (drills.rs).
+    drills: BTreeMap<String, drills::DrillState>,
     /// Whether the last history write failed: logged once, not per run.
     history_unwritable: bool,
 }
@@ -155,7 +159,10 @@ impl Alerts {
     /// The container is gone or relabeled away: its series and its page entry go too (the run
     /// history stays, for when it comes back).
     pub fn forget(&self, service: &str) {
-        self.lock().services.remove(service);
+        let mut state = self.lock();
+        state.services.remove(service);
+        state.drills.remove(service);
+        drop(state);
         self.metrics.remove_service(service);
     }
 
@@ -287,17 +294,24 @@ impl Alerts {
         let services = state
             .services
             .values()
-            .map(|f| ServiceView {
-                service: f.info.service.clone(),
-                engine: f.info.engine.clone(),
-                container: f.info.container.clone(),
-                schedule: f.info.schedule.to_string(),
-                next_run: f.next_run,
-                running: f.running,
-                stale: f.stale,
-                last_success: f.last_success,
-                last_archive_bytes: f.last_archive_bytes,
-                runs: state.history.runs(&f.info.service),
+            .map(|f| {
+                let (drill_schedule, next_drill, last_drill) =
+                    state.drills.get(&f.info.service).map(|d| d.view()).unwrap_or_default();
+                ServiceView {
+                    service: f.info.service.clone(),
+                    engine: f.info.engine.clone(),
+                    container: f.info.container.clone(),
+                    schedule: f.info.schedule.to_string(),
+                    next_run: f.next_run,
+                    running: f.running,
+                    stale: f.stale,
+                    last_success: f.last_success,
+                    last_archive_bytes: f.last_archive_bytes,
+                    runs: state.history.runs(&f.info.service),
+                    drill_schedule,
+                    next_drill,
+                    last_drill,
+                }
             })
             .collect();
         StatusView { host: self.host.clone(), generated_at: now, engine_connected, services, problems }

@@ -25,7 +25,11 @@ pub async fn run(settings: &Settings, service: &str, archive: Option<String>) ->
         Ok(done) => Ok(done.summary()),
         Err(e) => Err(e.to_string()),
     };
-    crate::status::journal::record_manual(&settings.root, "drill", service, started_at, outcome);
+    // A refused request (unknown service, no such archive) is not a drill: it is not recorded,
+    // so the daemon, which follows the journal, does not report it as a failed drill.
+    if !matches!(result, Err(DrillRunError::Usage(_))) {
+        crate::status::journal::record_manual(&settings.root, "drill", service, started_at, outcome);
+    }
     Ok(match result {
         Ok(done) => {
             println!("{}", done.summary());

@@ -45,8 +45,8 @@ impl Health {
 }
 
 /// What the daemon wrote last: every service with its schedule, next run and last result, and
-/// the newest manual runs. Exit 0 all good, 1 a service's last run failed or a container is
-/// refused, 3 the daemon is not running (or its status is stale, or it cannot reach the engine).
+/// the newest manual runs. Exit 0 all good, 1 a service's last run or last drill failed or a
+/// container is refused, 3 the daemon is not running (or its status is stale, or it cannot reach the engine).
 pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<Exit> {
     let status = match status::read(&settings.root) {
         Ok(s) => s,
@@ -115,6 +115,18 @@ fn print_service(s: &ServiceStatus, zone: Tz, now: DateTime<Utc>) {
     if s.stale {
         println!("  STALE: no good archive for longer than the stale limit (DB_BACKUP_STALE_AFTER)");
     }
+    if let Some(schedule) = &s.drill_schedule {
+        let next = s
+            .next_drill
+            .map(|t| format!(", next {} (in {})", local_time(t, zone), human_duration((t - now).num_seconds())))
+            .unwrap_or_default();
+        println!("  drills {schedule}{next}");
+    }
+    match &s.last_drill {
+        Some(d) if d.ok => println!("  last drill {}: passed: {}", local_time(d.finished_at, zone), d.detail),
+        Some(d) => println!("  last drill {}: FAILED: {}", local_time(d.finished_at, zone), d.detail),
+        None => {}
+    }
     println!("  {} succeeded, {} failed since the daemon started", s.successes, s.failures);
 }
 
@@ -129,8 +141,21 @@ fn judge(status: &DaemonStatus, now: DateTime<Utc>) -> (Health, Option<String>) 
         .filter(|s| s.last_run.as_ref().is_some_and(|r| !r.ok))
         .map(|s| s.service.as_str())
         .collect();
+    let drill_failed: Vec<&str> = status
+        .services
+        .iter()
+        .filter(|s| s.last_drill.as_ref().is_some_and(|d| !d.ok))
+        .map(|s| s.service.as_str())
+        .collect();
+    let mut why = Vec::new();
     if !failed.is_empty() {
-        return (Health::LastRunFailed, Some(format!("the last run failed for: {}", failed.join(", "))));
+        why.push(format!("the last run failed for: {}", failed.join(", ")));
+    }
+    if !drill_failed.is_empty() {
+        why.push(format!("the last restore drill failed for: {}", drill_failed.join(", ")));
+    }
+    if !why.is_empty() {
+        return (Health::LastRunFailed, Some(why.join("; ")));
     }
     if !status.problems.is_empty() {
         let n = status.problems.len();
@@ -204,6 +229,22 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(judge(&failed, now), (Health::LastRunFailed, Some("the last run failed for: db".into())));
+        let mut drill_failed = live(now);
+        drill_failed.services.push(ServiceStatus {
+            service: "db".into(),
+            last_drill: Some(status::DrillRun {
+                started_at: now,
+                finished_at: now,
+                ok: false,
+                archive: None,
+                detail: "x".into(),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            judge(&drill_failed, now),
+            (Health::LastRunFailed, Some("the last restore drill failed for: db".into()))
+        );
         let mut stale = live(now);
         stale.updated_at = Some(now - chrono::Duration::seconds(600));
         assert_eq!(judge(&stale, now).0, Health::DaemonDown);

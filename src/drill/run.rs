@@ -3,28 +3,21 @@
 //! safety backup) → count every table of every database and compare with the manifest's counts →
 //! report → remove the container (always: the guard covers errors and cancellation).
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::compare::{compare, thousands, Matched, Mismatch};
 use super::container::{DrillContainer, DrillSpec};
-use super::count::{count_command, parse_counts};
+use super::count::count_restored;
 use super::settings::DrillSettings;
 use super::DrillError;
 use crate::config::Settings;
-use crate::crypto::encryption::Identities;
 use crate::discovery::Discovered;
 use crate::docker::Docker;
 use crate::engine::{engine_for, Credentials};
-use crate::manifest::Manifest;
 use crate::restore::{restore, RestoreError, RestoreReport, RestoreRequest};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::vocab::{ArchiveKind, EntryRole, ServiceName};
-
-/// Output of a count query is small: a name and a number per table.
-const COUNT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillRunError {
@@ -103,7 +96,8 @@ pub async fn drill(
         service,
         tokio::select! {
             result = drill_in(docker, settings, limits, discovered, service, archive, shutdown, &container) => result,
-            _ = shutdown.aborted() => Err(DrillRunError::Failed {
+            // A drill is throwaway work: it stops at the first signal, it does not get the grace.
+            _ = shutdown.draining() => Err(DrillRunError::Failed {
                 service: service.to_string(),
                 message: "interrupted by a signal; the drill container was removed".into(),
             }),
@@ -145,9 +139,11 @@ async fn drill_in(
         cause => DrillRunError::Restore { service: service.to_string(), cause: Box::new(cause) },
     })?;
     let archive = report.archive.clone().unwrap_or_default();
-    let manifest = read_manifest(settings.root.join(service).join(&archive), settings.age.identity.clone())
-        .await
-        .map_err(|message| DrillRunError::Failed { service: service.to_string(), message })?;
+    // The manifest the restore verified (checksums, signature) before it replayed the archive.
+    let manifest = report.manifest.take().ok_or_else(|| DrillRunError::Failed {
+        service: service.to_string(),
+        message: format!("the restore of {archive} reported no manifest"),
+    })?;
 
     let mut outcome = DrillOutcome {
         service: service.to_string(),
@@ -162,20 +158,9 @@ async fn drill_in(
             outcome.existence_only.push(database.clone());
             continue;
         };
-        let command = count_command(manifest.engine, database);
         let failed = |message: String| DrillRunError::Failed { service: service.to_string(), message };
-        let (status, stdout) = docker
-            .run_capture(&container.container, &command, COUNT_OUTPUT_LIMIT)
-            .await
-            .map_err(|e| failed(format!("counting the rows of database {database}: {e}")))?;
-        if status.exit_code != 0 {
-            return Err(failed(format!(
-                "counting the rows of database {database} failed with exit code {}: {}",
-                status.exit_code,
-                status.stderr.text()
-            )));
-        }
-        let restored = parse_counts(manifest.engine, database, &stdout).map_err(failed)?;
+        let restored =
+            count_restored(docker, &container.container, manifest.engine, database, shutdown).await.map_err(failed)?;
         let matched = compare(manifest.engine, database, recorded, &restored).map_err(|mismatch| {
             DrillRunError::Mismatch { service: service.to_string(), archive: archive.clone(), mismatch }
         })?;
@@ -200,15 +185,6 @@ fn record(
         tracing::warn!(service, "cannot record the drill of {archive}: {e}");
     }
     result
-}
-
-/// The manifest of an archive the restore has just verified.
-async fn read_manifest(path: PathBuf, identity: Option<Arc<Identities>>) -> Result<Manifest, String> {
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || crate::verify::read_manifest(&path, identity.as_deref()))
-        .await
-        .map_err(|e| format!("reading {shown}: {e}"))?
-        .map_err(|e| format!("reading {shown}: {e}"))
 }
 
 /// An encrypted archive the drill would restore that this host cannot open (no identity, or the

@@ -5,11 +5,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::container::{connect_api, sweep_leftovers};
-use super::run::drill;
+use super::run::{drill, DrillOutcome, DrillRunError};
 use super::settings::DrillSettings;
 use crate::config::Settings;
 use crate::discovery::Discovered;
@@ -48,44 +48,61 @@ pub async fn sweep_at_start(settings: &Settings) {
     }
 }
 
+/// What the daemon hears from a service's drill loop (its status file and its alerting hub).
+pub trait DrillObserver: Sync {
+    /// When the next scheduled drill starts (`None`: none to come).
+    fn next_drill(&self, at: Option<DateTime<Utc>>);
+    fn drill_finished(&self, started_at: DateTime<Utc>, result: &Result<DrillOutcome, DrillRunError>);
+}
+
 /// Drills `spec`'s service on its `db-backup.drill` schedule until dropped (the service's task
-/// ends with its container, or at shutdown); never returns otherwise.
-pub async fn drill_loop(docker: &Docker, settings: &Settings, spec: &BackupSpec, shutdown: &Shutdown) {
-    let Some(schedule) = &spec.drill else { return std::future::pending().await };
+/// ends with its container) or shutdown begins: it then returns, after a running drill has
+/// removed its container.
+pub async fn drill_loop(
+    docker: &Docker,
+    settings: &Settings,
+    spec: &BackupSpec,
+    shutdown: &Shutdown,
+    observer: &dyn DrillObserver,
+) {
+    let Some(schedule) = &spec.drill else { return };
     let limits = match self::settings() {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(service = %spec.service, "drills disabled: {e}");
-            return std::future::pending().await;
+            return;
         }
     };
     loop {
         let Some(next) = next_run(schedule, settings.zone, Utc::now()) else {
             tracing::error!(service = %spec.service, "drill schedule '{schedule}' has no future run");
-            return std::future::pending().await;
+            observer.next_drill(None);
+            return;
         };
+        observer.next_drill(Some(next));
         while let Ok(left) = (next - Utc::now()).to_std() {
             if left.is_zero() {
                 break;
             }
-            tokio::time::sleep(left.min(MAX_SLEEP)).await;
+            tokio::select! {
+                () = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
+                () = shutdown.draining() => return,
+            }
         }
-        let Ok(_permit) = permits(limits.max_drills).acquire().await else { return };
+        let permit = tokio::select! {
+            permit = permits(limits.max_drills).acquire() => permit,
+            () = shutdown.draining() => return,
+        };
+        let Ok(_permit) = permit else { return };
         let started_at = Utc::now();
         tracing::info!(service = %spec.service, "drill started");
         let discovered = Discovered { specs: vec![spec.clone()], problems: Vec::new() };
         let service = spec.service.as_str();
         let result = drill(docker, settings, limits, &discovered, service, None, shutdown).await;
-        let outcome = match &result {
-            Ok(done) => {
-                tracing::info!(service, "{}", done.summary());
-                Ok(done.summary())
-            }
-            Err(e) => {
-                tracing::error!(service, "{e}");
-                Err(e.to_string())
-            }
-        };
-        crate::status::journal::record_manual(&settings.root, "drill", service, started_at, outcome);
+        match &result {
+            Ok(done) => tracing::info!(service, "{}", done.summary()),
+            Err(e) => tracing::error!(service, "{e}"),
+        }
+        observer.drill_finished(started_at, &result);
     }
 }

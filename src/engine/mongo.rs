@@ -4,6 +4,7 @@
 //!
 //! The probe needs no shell: it uses `mongosh`, else the legacy `mongo` shell, else mongodump
 //! alone, whose archive prelude names the server version and every database ([`prelude`]).
+//! Drills count restored documents from a mongodump archive too (no shell needed).
 
 mod prelude;
 
@@ -12,14 +13,11 @@ use super::{
     Probe, RestoreStep, SH_PRELUDE,
 };
 use crate::manifest::Manifest;
+pub use crate::rowcount::mongo::{ARCHIVE_MAGIC, ARCHIVE_TERMINATOR};
 use crate::vocab::EntryRole;
 
 /// The admin database of a backup of every database: users, roles and their schema version.
 pub const ADMIN_ENTRY: &str = "admin.archive";
-/// Every `mongodump --archive` stream ends with this terminator after its last block.
-pub const ARCHIVE_TERMINATOR: [u8; 4] = [0xff, 0xff, 0xff, 0xff];
-/// And starts with this magic number (little-endian 0x8199e26d).
-pub const ARCHIVE_MAGIC: [u8; 4] = [0x6d, 0xe2, 0x99, 0x81];
 
 pub struct Mongo {
     credentials: Credentials,
@@ -55,6 +53,12 @@ dbb_cfg() { if [ -n "$dbb_pass" ]; then printf 'password: %s\n' "$(dbb_yaml_quot
 
     fn script(&self, tool: &str, body: &str) -> ExecCommand {
         ExecCommand::script(format!("{}dbb_need {tool}\n{body}", self.connect_prelude()))
+    }
+
+    /// `mongodump --archive` of one database (collections only, no users): what a drill counts
+    /// the restored documents from, with the counter the backup used (`rowcount::mongo`).
+    pub fn dump_database_command(&self, database: &str) -> ExecCommand {
+        self.dump_db_script("").with_env("DBB_DB", database)
     }
 
     /// mongodump of the database named by `$DBB_DB`.

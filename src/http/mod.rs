@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
-pub use view::{ServiceView, StatusView};
+pub use view::{DrillPoint, ServiceView, StatusView};
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 32;

@@ -115,9 +115,27 @@ fn service_card(html: &mut String, s: &ServiceView, now: DateTime<Utc>) {
     row("Last success", last_good);
     let size = s.last_archive_bytes.or_else(|| s.runs.iter().rev().find_map(|r| r.bytes));
     row("Last archive", size.map(|b| esc(&human_bytes(b))).unwrap_or_else(|| "—".into()));
+    if let Some(schedule) = &s.drill_schedule {
+        let next = s.next_drill.map(|t| format!(", next {}", when(t, now))).unwrap_or_default();
+        row("Drills", format!("<code>{}</code>{next}", esc(schedule)));
+    }
+    if let Some(d) = &s.last_drill {
+        let (class, result) = if d.ok { ("drill-ok", "passed") } else { ("drill-failed", "FAILED") };
+        let archive = d.archive.as_deref().map(|a| format!(" · {}", esc(a))).unwrap_or_default();
+        row("Last drill", format!("<span class=\"{class}\">{result}</span>, {}{archive}", when(d.finished_at, now)));
+    }
     html.push_str("</dl>");
     if let Some(error) = s.last_run().and_then(|r| r.error.as_deref()) {
         let _ = write!(html, "<p class=\"error\"><span>Error</span> {}</p>", esc(error));
+    }
+    match &s.last_drill {
+        Some(d) if !d.ok => {
+            let _ = write!(html, "<p class=\"error\"><span>Drill</span> {}</p>", esc(&d.detail));
+        }
+        Some(d) => {
+            let _ = write!(html, "<p class=\"drill\">{}</p>", esc(&d.detail));
+        }
+        None => {}
     }
     if s.stale {
         html.push_str("<p class=\"note\">No good archive for longer than the stale limit.</p>");
@@ -173,7 +191,8 @@ dd{margin:0;overflow-wrap:anywhere}code{font-size:.9em}.rel{color:var(--muted)}\
 .error{margin:.4rem 0;padding:.45rem .6rem;border-radius:6px;background:color-mix(in srgb,var(--bad) 12%,transparent);\
 white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;max-height:9rem;overflow:auto}\
 .error span{font:600 .8rem system-ui,sans-serif;color:var(--bad);margin-right:.3rem}\
-.note{color:var(--warn);margin:.3rem 0}\
+.note{color:var(--warn);margin:.3rem 0}.drill{color:var(--muted);margin:.3rem 0;font-size:.9em}\
+.drill-ok{color:var(--ok);font-weight:600}.drill-failed{color:var(--bad);font-weight:600}\
 figure{margin:.5rem 0 0}.chart{width:100%;height:auto;display:block}\
 .chart .axis{font:9px system-ui,sans-serif;fill:var(--muted)}.chart .base{stroke:var(--line);stroke-width:1}\
 .chart .bar{fill:var(--accent)}.chart .bar.fail,.chart .dot.fail{fill:var(--bad)}\
@@ -185,6 +204,7 @@ footer a{color:inherit}.nowrap{white-space:nowrap}";
 mod tests {
     use super::*;
     use crate::history::RunPoint;
+    use crate::http::DrillPoint;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -231,6 +251,32 @@ mod tests {
         ));
         assert!(html.starts_with("<!doctype html>") && html.ends_with("</html>"));
         assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("<link"));
+    }
+
+    #[test]
+    fn the_last_drill_is_shown_with_its_result_escaped() {
+        let mut passed =
+            ServiceView { service: "a".into(), drill_schedule: Some("0 5 * * 0".into()), ..Default::default() };
+        passed.last_drill = Some(DrillPoint {
+            finished_at: now() - chrono::Duration::hours(3),
+            ok: true,
+            archive: Some("2026-11-29T05-00-00Z.tar.gz".into()),
+            detail: "database app: 12 tables, 5,123,456 rows matched".into(),
+        });
+        let mut failed = ServiceView { service: "b".into(), ..Default::default() };
+        failed.last_drill = Some(DrillPoint {
+            finished_at: now(),
+            ok: false,
+            archive: None,
+            detail: "table <b>x</b>: 4 rows restored, 5 backed up".into(),
+        });
+        let html = render(&view(vec![passed, failed]));
+        assert!(html.contains("<dt>Drills</dt><dd><code>0 5 * * 0</code></dd>"), "{html}");
+        assert!(html.contains("<span class=\"drill-ok\">passed</span>, 2026-11-29 09:00 UTC"), "{html}");
+        assert!(html.contains("<p class=\"drill\">database app: 12 tables, 5,123,456 rows matched</p>"));
+        assert!(html.contains("<span class=\"drill-failed\">FAILED</span>"), "{html}");
+        assert!(html.contains("<p class=\"error\"><span>Drill</span> table &lt;b&gt;x&lt;/b&gt;: 4 rows restored"));
+        assert!(!html.contains("<b>x"));
     }
 
     #[test]

@@ -30,6 +30,21 @@ pub struct ServiceView {
     pub last_archive_bytes: Option<u64>,
     /// Recent runs, oldest first; the last is the last result.
     pub runs: Vec<RunPoint>,
+    /// `db-backup.drill`, when the service has a drill schedule.
+    pub drill_schedule: Option<String>,
+    pub next_drill: Option<DateTime<Utc>>,
+    /// The last restore drill (scheduled or run by hand).
+    pub last_drill: Option<DrillPoint>,
+}
+
+/// A finished restore drill, as the page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillPoint {
+    pub finished_at: DateTime<Utc>,
+    pub ok: bool,
+    pub archive: Option<String>,
+    /// The summary of a passed drill (databases, tables, rows matched), or what failed.
+    pub detail: String,
 }
 
 /// How a service is doing, worst first.

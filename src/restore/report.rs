@@ -29,6 +29,10 @@ pub struct RestoreReport {
     pub not_replayed: Vec<String>,
     /// The target's databases after the replay, as the server reports them.
     pub databases: Option<DatabasesAfter>,
+    /// The manifest of the archive replayed, as verified before the replay (a drill counts
+    /// against it, without reading the archive again).
+    #[serde(skip)]
+    pub manifest: Option<crate::manifest::Manifest>,
     #[serde(skip)]
     human_to_stderr: bool,
     /// Draw the live progress line (a manual run; drawn only when stdout is a terminal).

@@ -11,7 +11,11 @@
 //! restore into another server does not reproduce one for one.
 
 use super::{CountError, RowCounter, TableCounts};
-use crate::engine::mongo::{ARCHIVE_MAGIC, ARCHIVE_TERMINATOR};
+
+/// Every `mongodump --archive` stream ends with this terminator after its last block.
+pub const ARCHIVE_TERMINATOR: [u8; 4] = [0xff, 0xff, 0xff, 0xff];
+/// And starts with this magic number (little-endian 0x8199e26d).
+pub const ARCHIVE_MAGIC: [u8; 4] = [0x6d, 0xe2, 0x99, 0x81];
 
 /// The largest BSON document a server accepts (16 MiB), plus what mongodump adds around it.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024 + 16 * 1024;

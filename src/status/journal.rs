@@ -116,8 +116,9 @@ pub fn recent(root: &Path, n: usize) -> Vec<ManualRun> {
     runs[runs.len().saturating_sub(n)..].to_vec()
 }
 
-/// The daemon's side: logs every manual run appended after it started, until shutdown.
-pub async fn follow(root: PathBuf, shutdown: Shutdown) {
+/// The daemon's side: logs every manual run appended after it started, and hands it to
+/// `on_run` (a drill run by hand reaches metrics and notifications that way), until shutdown.
+pub async fn follow(root: PathBuf, shutdown: Shutdown, on_run: impl Fn(&ManualRun)) {
     let path = root.join(JOURNAL_FILE);
     let mut at = Position::end_of(&path);
     loop {
@@ -125,7 +126,7 @@ pub async fn follow(root: PathBuf, shutdown: Shutdown) {
             _ = tokio::time::sleep(FOLLOW_EVERY) => {}
             _ = shutdown.draining() => return,
         }
-        at = log_new_runs(&path, at);
+        at = log_new_runs(&path, at, &on_run);
     }
 }
 
@@ -145,7 +146,7 @@ impl Position {
     }
 }
 
-fn log_new_runs(path: &Path, at: Position) -> Position {
+fn log_new_runs(path: &Path, at: Position, on_run: &dyn Fn(&ManualRun)) -> Position {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Position { inode: 0, offset: 0 } };
     // A new file (rotated) is read from its start.
     let offset = if meta.ino() != at.inode || meta.len() < at.offset { 0 } else { at.offset };
@@ -160,7 +161,8 @@ fn log_new_runs(path: &Path, at: Position) -> Position {
     // Only whole lines: a writer may be half-way through one.
     let Some(end) = text.iter().rposition(|b| *b == b'\n') else { return Position { inode: meta.ino(), offset } };
     for line in text[..end].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<ManualRun>(line) {
+        let run = serde_json::from_slice::<ManualRun>(line);
+        match &run {
             Ok(run) if run.ok => tracing::info!(
                 command = %run.command,
                 service = %run.service,
@@ -178,6 +180,9 @@ fn log_new_runs(path: &Path, at: Position) -> Position {
                 run.describe()
             ),
             Err(e) => tracing::warn!("{}: a line that is not a manual run record: {e}", path.display()),
+        }
+        if let Ok(run) = &run {
+            on_run(run);
         }
     }
     Position { inode: meta.ino(), offset: offset + end as u64 + 1 }
@@ -250,11 +255,15 @@ mod tests {
         let start = Position::end_of(&path);
         append(dir.path(), &run("new", true)).unwrap();
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"half").unwrap();
-        let after = log_new_runs(&path, start);
+        let seen = std::cell::RefCell::new(Vec::new());
+        let note = |run: &ManualRun| seen.borrow_mut().push(run.service.clone());
+        let after = log_new_runs(&path, start, &note);
+        assert_eq!(*seen.borrow(), ["new"], "only whole lines appended after the start");
         assert_eq!(after.offset, std::fs::metadata(&path).unwrap().len() - 6);
         std::fs::rename(&path, rotated_path(&path)).unwrap();
         append(dir.path(), &run("rotated", true)).unwrap();
-        let again = log_new_runs(&path, after);
+        let again = log_new_runs(&path, after, &note);
+        assert_eq!(*seen.borrow(), ["new", "rotated"]);
         assert_eq!(again.offset, std::fs::metadata(&path).unwrap().len());
     }
 

@@ -1015,3 +1015,104 @@ fn a_bad_notification_url_stops_check_and_the_daemon_naming_it_redacted() {
         assert_no_secret("the output", &run.all());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restore drills in the daemon: `drill_failure`, drill metrics, `status` and the page.
+
+/// A drill that passed before the daemon started (remembered in `.drill.json`), then scheduled
+/// drills failing on an archive whose recorded count was altered: one `drill_failure` at the
+/// receiver (not one per failed drill) naming the archive and the mismatch; the drill metrics say
+/// what happened (promtool-clean); `status` and the page show the failed drill. A drill run by
+/// hand that passes reaches the daemon's metrics through the run journal.
+#[test]
+fn a_failing_drill_notifies_drill_failure_and_the_drill_metrics_say_what_happened() {
+    common::require_image(common::PG_IMAGE);
+    let rx = Receiver::start();
+    let backups = common::Backups::new();
+    let scope = common::unique("scope");
+    let svc = common::unique("drill-alert");
+    let db = common::postgres(
+        &svc,
+        &["POSTGRES_PASSWORD=s3cr3t-pg"],
+        &[
+            (common::SCOPE_LABEL, &scope),
+            ("db-backup.schedule", "0 0 1 1 *"),
+            ("db-backup.on-startup", "false"),
+            ("db-backup.drill", "*/5 * * * * *"),
+        ],
+    );
+    common::psql(&db, "postgres", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1234);");
+    backups.run(&["backup", &svc]).ok();
+    let good = backups.archives(&svc).pop().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    backups.run(&["drill", &svc]).ok();
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backups.root().join(&svc).join(".drill.json")).unwrap()).unwrap();
+    let passed_at: DateTime<Utc> = records[&good]["drilled_at"].as_str().unwrap().parse().unwrap();
+    let altered = crate::drill::archive_with_an_altered_count(&backups, &svc, "databases/postgres.sql", "public.t");
+
+    let http = format!("127.0.0.1:{}", free_port());
+    let notify = format!("generic+http://{}/hook/s3cr3t-generic", rx.addr);
+    let mut daemon = common::Daemon::start(
+        &backups,
+        &scope,
+        &[
+            ("DB_BACKUP_NOTIFY", &notify),
+            ("DB_BACKUP_NOTIFY_ON", "failure,drill_failure"),
+            ("DB_BACKUP_HTTP_ADDR", &http),
+        ],
+    );
+    let addr: SocketAddr = http.parse().unwrap();
+    let hook =
+        wait_until(Duration::from_secs(120), "the drill_failure notification", || rx.to("/hook/").into_iter().next());
+    let body = hook.json();
+    assert_eq!((body["event"].as_str(), body["service"].as_str()), (Some("drill_failure"), Some(svc.as_str())));
+    assert_eq!((body["engine"].as_str(), body["container"].as_str()), (Some("postgres"), Some(db.name.as_str())));
+    assert_eq!(body["archive"].as_str(), Some(altered.as_str()));
+    let mismatch = "database postgres: table public.t: 1,234 rows restored, 1,235 backed up";
+    assert!(body["error"].as_str().unwrap().contains(mismatch), "{body}");
+    assert_eq!(body["failures"].as_u64(), Some(1));
+    assert!(body["next_run"].is_string(), "the next scheduled drill: {body}");
+
+    let failures = format!("db_backup_drills_total{{service=\"{svc}\",result=\"failure\"}}");
+    let scrape = wait_until(Duration::from_secs(120), "a second failed drill", || {
+        let scrape = fetch(addr, "/metrics")?;
+        (metric(&scrape, &failures)? >= 2.0).then_some(scrape)
+    });
+    promtool_check_metrics(&scrape);
+    assert_eq!(rx.to("/hook/").len(), 1, "failing drills notify once an hour, not per drill");
+    assert_eq!(metric(&scrape, &format!("db_backup_drills_total{{service=\"{svc}\",result=\"success\"}}")), Some(0.0));
+    assert_eq!(metric(&scrape, &format!("db_backup_last_drill_passed{{service=\"{svc}\"}}")), Some(0.0));
+    let stamp = metric(&scrape, &format!("db_backup_last_drill_success_timestamp_seconds{{service=\"{svc}\"}}"));
+    assert_eq!(stamp, Some(passed_at.timestamp_millis() as f64 / 1000.0), "the drill that passed before the start");
+
+    let status = backups.run(&["status", "--json"]);
+    assert_eq!(status.code, 1, "a failed drill needs attention: {}", status.all());
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let entry = status["services"].as_array().unwrap().iter().find(|s| s["service"] == svc.as_str()).cloned().unwrap();
+    assert_eq!(entry["drill_schedule"].as_str(), Some("*/5 * * * * *"), "{entry}");
+    assert_eq!(entry["last_drill"]["ok"].as_bool(), Some(false), "{entry}");
+    assert!(entry["last_drill"]["detail"].as_str().unwrap().contains(mismatch), "{entry}");
+    let text = backups.run(&["status"]);
+    assert!(text.stdout.contains("FAILED: drill of service") && text.stdout.contains(mismatch), "{}", text.all());
+    assert!(text.stdout.contains("the last restore drill failed for: "), "{}", text.all());
+    let page = http_get(addr, "/");
+    assert!(page.contains("<span class=\"drill-failed\">FAILED</span>") && page.contains(mismatch), "{page}");
+
+    // By hand, the good archive: the journal brings the pass to the daemon's metrics.
+    let before_manual = Utc::now();
+    backups.run(&["drill", &svc, "--archive", &good]).ok();
+    let successes = format!("db_backup_drills_total{{service=\"{svc}\",result=\"success\"}}");
+    let scrape = wait_until(Duration::from_secs(30), "the manual drill in the metrics", || {
+        let scrape = fetch(addr, "/metrics")?;
+        (metric(&scrape, &successes)? == 1.0).then_some(scrape)
+    });
+    let stamp =
+        metric(&scrape, &format!("db_backup_last_drill_success_timestamp_seconds{{service=\"{svc}\"}}")).unwrap();
+    assert!(stamp >= before_manual.timestamp() as f64 && stamp <= Utc::now().timestamp() as f64 + 1.0, "{stamp}");
+    promtool_check_metrics(&scrape);
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    assert_eq!(crate::drill::drills_of(&svc), Vec::<String>::new(), "{}", daemon.log());
+    for (what, text) in [("the page", &page), ("the metrics", &scrape), ("the daemon log", &daemon.log())] {
+        assert_no_secret(what, text);
+    }
+}

@@ -11,7 +11,7 @@ use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBu
 use db_backup::docker::Docker;
 use db_backup::drill::compare::compare;
 use db_backup::drill::container::{connect_api, sweep_leftovers, DrillContainer, DrillSpec, DRILL_LABEL};
-use db_backup::drill::count::{count_command, parse_counts};
+use db_backup::drill::count::count_restored;
 use db_backup::drill::settings::DrillSettings;
 use db_backup::drill::DrillError;
 use db_backup::engine::{engine_for, Credentials};
@@ -234,13 +234,12 @@ fn container_ref(c: &Container) -> ContainerRef {
     ContainerRef { id: c.id.clone(), name: c.name.clone(), image: String::new() }
 }
 
-/// The counts `count_command` reads from a live server.
+/// The counts a drill reads from a live server (`count_restored`, as `drill` runs it).
 fn counted_by_server(container: &ContainerRef, engine: EngineKind, database: &str) -> TableCounts {
-    let (status, out) = runtime()
-        .block_on(docker().run_capture(container, &count_command(engine, database), 1 << 20))
-        .expect("count command");
-    assert_eq!(status.exit_code, 0, "count command: {}", status.stderr.text());
-    parse_counts(engine, database, &out).expect("count output")
+    let never = db_backup::shutdown::channel().1;
+    runtime()
+        .block_on(count_restored(&docker(), container, engine, database, &never))
+        .unwrap_or_else(|e| panic!("count command: {e}"))
 }
 
 const PG_FILL: &str = r#"
@@ -401,7 +400,7 @@ fn mariadb_backup_records_counts_and_a_drill_restore_matches_them() {
 }
 
 /// Drill containers of a service, running or not (the CLI's drills carry no test scope).
-fn drills_of(service: &str) -> Vec<String> {
+pub(crate) fn drills_of(service: &str) -> Vec<String> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{DRILL_LABEL}={service}")])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let list = runtime().block_on(crate::common::api().list_containers(Some(options))).expect("list containers");
@@ -411,7 +410,7 @@ fn drills_of(service: &str) -> Vec<String> {
 /// Rewrites the newest archive of `service` as a newer one whose manifest records `table` with
 /// one row more than was backed up (every entry's size and sha256 still match: only the count
 /// lies).
-fn archive_with_an_altered_count(backups: &Backups, service: &str, entry: &str, table: &str) -> String {
+pub(crate) fn archive_with_an_altered_count(backups: &Backups, service: &str, entry: &str, table: &str) -> String {
     use db_backup::archive::ArchiveWriter;
     use std::io::Write;
     let newest = backups.archives(service).pop().expect("an archive");
@@ -643,4 +642,89 @@ fn daemon_sigterm_mid_drill_removes_the_drill_container() {
     wait_for(Duration::from_secs(60), "a drill container", || (!drills_of(service).is_empty()).then_some(()));
     assert!(daemon.stop().is_some(), "the daemon did not exit after SIGTERM:\n{}", daemon.log());
     assert_eq!(drills_of(service), Vec::<String>::new(), "{}", daemon.log());
+}
+
+const MONGO_PW: &str = "drill-mongo-secret-1";
+
+/// Documents per collection as the source's own server counts them (pymongo `count_documents`),
+/// a view as 0 (mongodump archives a view's definition, no documents).
+const MONGO_COUNTS: &str = r#"
+for name in sorted(c.list_database_names()):
+    if name in ("admin", "config", "local"):
+        continue
+    for info in sorted(c[name].list_collections(), key=lambda i: i["name"]):
+        n = 0 if info["type"] == "view" else c[name][info["name"]].count_documents({})
+        print(f"{name}.{info['name']}\t{n}")
+"#;
+
+fn mongo_counts(db: &Container) -> TableCounts {
+    pymongo(db, MONGO_COUNTS)
+        .lines()
+        .map(|l| {
+            let (name, n) = l.rsplit_once('\t').expect("name<TAB>count");
+            (name.to_string(), n.parse().expect("a count"))
+        })
+        .collect()
+}
+
+/// MongoDB drills need no shell in the image (this one has neither mongosh nor mongo): the
+/// backup records documents per collection from the mongodump archive (equal to what the server
+/// counts), the drill counts the restored database from a mongodump archive with the same
+/// counter, passes with exact per-collection counts, fails on an archive whose recorded count was
+/// altered (naming the collection and both counts), leaves no container behind, and the source is
+/// unchanged.
+#[test]
+fn mongo_drill_passes_with_exact_counts_then_fails_on_an_altered_count() {
+    let service = "drill-cli-mongo";
+    let db =
+        mongo(service, &["MONGO_INITDB_ROOT_USERNAME=root", &format!("MONGO_INITDB_ROOT_PASSWORD={MONGO_PW}")], &[]);
+    pymongo(&db, include_str!("mongo_fill.py"));
+    assert!(!db.sh("command -v mongosh || command -v mongo").status.success(), "the image must have no shell");
+    let source = mongo_counts(&db);
+    let fingerprint_before = pymongo(&db, include_str!("mongo_fingerprint.py"));
+    assert_eq!(source["shop.cheap"], 0, "a view: {source:?}");
+
+    let backups = Backups::new();
+    backups.run(&["backup", service]).ok();
+    let archive = backups.archives(service).pop().expect("an archive");
+    let manifest = Command::new("tar").arg("-xzOf").arg(&archive).arg("manifest.json").output().expect("tar");
+    let manifest = Manifest::from_json(&manifest.stdout).expect("manifest");
+    let mut recorded = TableCounts::new();
+    for entry in &manifest.entries {
+        match &entry.role {
+            EntryRole::Database { .. } => {
+                recorded.extend(entry.tables.clone().unwrap_or_else(|| panic!("no counts for {}", entry.name)))
+            }
+            _ => assert!(entry.tables.is_none(), "{} holds no documents to count", entry.name),
+        }
+    }
+    assert_eq!(recorded, source, "the backup's counts are the server's");
+
+    let run = backups.run(&["drill", service]).ok();
+    record_output("db-backup drill (mongo)", &run.all());
+    for database in ["crm", "logs", "shop"] {
+        let tables: Vec<u64> =
+            source.iter().filter(|(k, _)| k.starts_with(&format!("{database}."))).map(|(_, n)| *n).collect();
+        let expected = format!(
+            "database {database}: {} tables, {} rows matched",
+            tables.len(),
+            db_backup::drill::compare::thousands(tables.iter().sum())
+        );
+        assert!(run.stdout.contains(&expected), "{expected}:\n{}", run.all());
+    }
+    assert!(!run.all().contains(MONGO_PW), "{}", run.all());
+    assert_eq!(drills_of(service), Vec::<String>::new());
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(backups.run(&["list", service]).ok().stdout.contains(&format!("drilled {today}")));
+
+    let altered = archive_with_an_altered_count(&backups, service, "databases/crm.archive", "crm.people");
+    let run = backups.run(&["drill", service]).failed();
+    assert_eq!(run.code, 1, "{}", run.all());
+    let mismatch = format!(
+        "drill of service {service} FAILED on {altered}: database crm: table crm.people: 500 rows restored, 501 backed up"
+    );
+    assert!(run.stderr.contains(&mismatch), "{}", run.all());
+    assert_eq!(drills_of(service), Vec::<String>::new());
+    assert_eq!(mongo_counts(&db), source, "the source changed");
+    assert_eq!(pymongo(&db, include_str!("mongo_fingerprint.py")), fingerprint_before, "the source's data changed");
 }

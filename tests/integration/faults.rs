@@ -470,6 +470,11 @@ struct Filter {
 
 impl Filter {
     fn start(path: &Path) -> Filter {
+        Filter::start_with(path, false)
+    }
+
+    /// `drills`: also the endpoints the README lists for restore drills.
+    fn start_with(path: &Path, drills: bool) -> Filter {
         let listener = UnixListener::bind(path).expect("bind the filter socket");
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -483,7 +488,7 @@ impl Filter {
                         client.set_nonblocking(false).unwrap();
                         count.fetch_add(1, Ordering::SeqCst);
                         let log = log.clone();
-                        std::thread::spawn(move || filter_connection(client, &log));
+                        std::thread::spawn(move || filter_connection(client, &log, drills));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -515,7 +520,7 @@ impl Drop for Filter {
     }
 }
 
-fn filter_connection(mut client: UnixStream, seen: &Mutex<Vec<Seen>>) {
+fn filter_connection(mut client: UnixStream, seen: &Mutex<Vec<Seen>>, drills: bool) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_len = loop {
@@ -536,7 +541,7 @@ fn filter_connection(mut client: UnixStream, seen: &Mutex<Vec<Seen>>) {
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or_default().to_string();
-    let allowed = endpoint_allowed(&method, &target);
+    let allowed = endpoint_allowed(&method, &target) || (drills && drill_endpoint_allowed(&method, &target));
     seen.lock().unwrap().push(Seen { allowed, method: method.clone(), target: target.clone() });
     if !allowed {
         let body = format!("{{\"message\":\"denied by the test's API filter: {method} {target}\"}}");
@@ -603,6 +608,19 @@ fn endpoint_allowed(method: &str, target: &str) -> bool {
     }
 }
 
+/// The README's list for restore drills ("Restore drills need more").
+fn drill_endpoint_allowed(method: &str, target: &str) -> bool {
+    let segments: Vec<&str> = bare_path(target).trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["containers", "create"]) => true,
+        ("GET", ["images", id, "json"])
+        | ("GET", ["containers", id, "logs"])
+        | ("POST", ["containers", id, "start"])
+        | ("DELETE", ["containers", id]) => !id.is_empty(),
+        _ => false,
+    }
+}
+
 /// `GET /containers/{id}/json`: the endpoint with ids replaced.
 fn endpoint_of(s: &Seen) -> String {
     let segments: Vec<&str> = bare_path(&s.target).trim_start_matches('/').split('/').collect();
@@ -610,7 +628,7 @@ fn endpoint_of(s: &Seen) -> String {
         .iter()
         .enumerate()
         .map(|(i, seg)| match (i, segments[0]) {
-            (1, "containers" | "exec") if !["json", "create"].contains(seg) => "{id}",
+            (1, "containers" | "exec" | "images") if !["json", "create"].contains(seg) => "{id}",
             _ => seg,
         })
         .collect();
@@ -713,4 +731,50 @@ fn check_secrets_script_flags_a_leaked_test_password_and_passes_a_clean_log() {
     assert_eq!(check(&dir.path().join("missing.log")).code, 2);
     let usage = Run::from(Command::new(&script).output().unwrap());
     assert_eq!(usage.code, 2, "{}", usage.all());
+}
+
+/// A drill needs exactly the endpoints the README adds for drills: through a filter that passes
+/// only the documented ones (drills included), `db-backup drill` passes; through the filter
+/// without them, it fails clearly at the first one and leaves nothing behind.
+#[test]
+fn a_drill_needs_only_the_documented_drill_endpoints() {
+    let svc = unique("fapi-drill");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=filter-secret-9"], &[]);
+    psql(&db, "postgres", "CREATE TABLE kept AS SELECT g AS id FROM generate_series(1, 321) g;");
+    let backups = Backups::new();
+    backups.run(&["backup", &svc]).ok();
+    let sock_dir = tempfile::Builder::new().prefix("dbb-filter-").tempdir().unwrap();
+
+    let filter = Filter::start_with(&sock_dir.path().join("drills.sock"), true);
+    let run = Run::from(backups.command(&["drill", &svc]).env("DOCKER_HOST", filter.host()).output().unwrap());
+    let run = run.ok();
+    assert!(run.stdout.contains("database postgres: 1 tables, 321 rows matched"), "{}", run.all());
+    let denied = filter.denied();
+    assert!(denied.is_empty(), "a drill used endpoints beyond the documented ones: {denied:#?}");
+    let mut used: Vec<String> = filter.seen().iter().map(endpoint_of).collect();
+    used.sort();
+    used.dedup();
+    eprintln!("endpoints a drill used: {used:#?}");
+    for expected in [
+        "GET /images/{id}/json",
+        "POST /containers/create",
+        "POST /containers/{id}/start",
+        "DELETE /containers/{id}",
+        "POST /containers/{id}/exec",
+    ] {
+        assert!(used.iter().any(|u| u == expected), "{expected} never went through the filter: {used:?}");
+    }
+    drop(filter);
+
+    let strict = Filter::start(&sock_dir.path().join("strict.sock"));
+    let run = Run::from(backups.command(&["drill", &svc]).env("DOCKER_HOST", strict.host()).output().unwrap());
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("drill: cannot read image") && run.stderr.contains("denied by the test's API filter"),
+        "{}",
+        run.all()
+    );
+    let denied: Vec<String> = strict.denied().iter().map(endpoint_of).collect();
+    assert_eq!(denied, ["GET /images/{id}/json"], "it stops at the first refusal");
+    assert_eq!(crate::drill::drills_of(&svc), Vec::<String>::new());
 }
