@@ -486,7 +486,11 @@ fn read_entries(
 ) -> Result<(), ArchiveError> {
     let input = crate::sealed::open(path, identity).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
     for_each_entry(input, |name, reader| {
-        let counted = name != MANIFEST_NAME && name != crate::crypto::signing::SIGNATURE_NAME;
+        // The manifest and its signature were checked before; the replay has no use for them,
+        // and handing them over raced with the replay dropping them ("restore stopped").
+        if name == MANIFEST_NAME || name == crate::crypto::signing::SIGNATURE_NAME {
+            return Ok(());
+        }
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         if entries.blocking_send((name.to_string(), rx)).is_err() {
             return Err(ArchiveError::Corrupt("restore stopped".into()));
@@ -503,9 +507,7 @@ fn read_entries(
                 // The consumer stopped (its command failed): the error is reported there.
                 return Err(ArchiveError::Corrupt("restore stopped".into()));
             }
-            if counted {
-                fed.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            fed.fetch_add(n as u64, Ordering::Relaxed);
         }
     })
 }

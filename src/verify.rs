@@ -39,14 +39,6 @@ fn scan_archive(path: &Path, identity: Option<&Identities>) -> Result<Scan, Veri
     Ok(scan_reader(input, &path.display().to_string())?)
 }
 
-/// The manifest of an archive, read whole (and so checked for gzip and tar damage), without
-/// comparing its entries: for what has just been verified.
-pub fn read_manifest(path: &Path, identity: Option<&Identities>) -> Result<Manifest, VerifyError> {
-    let scanned = scan_archive(path, identity)?;
-    Manifest::from_json(&scanned.manifest)
-        .map_err(|problem| VerifyError::Mismatch { archive: path.display().to_string(), problem })
-}
-
 /// Reads the whole archive and returns its manifest if everything checks out (an encrypted one
 /// fails: see [`verify_archive_with`]).
 pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
