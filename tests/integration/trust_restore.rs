@@ -111,7 +111,8 @@ fn sigterm_stops_a_running_restore_kills_its_tool_and_says_what_was_replayed() {
         let copying = psql(
             &db,
             "template1",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'slow' AND query ILIKE 'copy%'",
+            // FROM stdin: the safety backup's pg_dump of slow runs a `COPY ... TO stdout` first.
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'slow' AND query ILIKE 'copy%from stdin%'",
         );
         (copying.trim() != "0").then_some(())
     });
