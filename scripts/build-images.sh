@@ -56,7 +56,8 @@ IMG_MONGO=dbb-test/mongo:8.2
 ALIAS_MONGO=mongo:7
 
 BASE_PACKAGES=postgresql,postgresql-contrib,mariadb-server,mariadb-client,procps,ca-certificates
-RUST_PACKAGES=gcc,libc6-dev,ca-certificates,pkg-config,tzdata
+# make, autoconf, automake, libtool, nasm: isal-sys builds ISA-L (the archive's deflate) from source.
+RUST_PACKAGES=gcc,libc6-dev,ca-certificates,pkg-config,tzdata,make,autoconf,automake,libtool,nasm
 MONGO_PACKAGES=python3,python3-venv,ca-certificates,procps
 SECANTUSDB_VERSION=0.7.0b3
 MONGO_TOOLS_VERSION=100.8.0

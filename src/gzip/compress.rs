@@ -4,17 +4,22 @@
 //! decompress them in parallel too. Every gzip reader decodes concatenated members as one stream.
 //!
 //! Which deflate library compresses a block depends on the level, because each wins on part of
-//! the range. Measured per core on a 1.01 GB PostgreSQL dump (the benchmark's realistic set, 512 KiB
-//! blocks; size against one `gzip -6` stream):
+//! the range. Measured on one core, 512 KiB blocks, on the benchmark's realistic PostgreSQL dump
+//! (524 MB; `gzip -6` of the whole file: ratio 2.316) with `cargo bench --bench codecs`:
 //!
-//! | level | libdeflate | zlib-rs |
-//! |---|---|---|
-//! | 1 | 5.3 s/GB, +5.8 % | 5.5 s/GB, +49 % |
-//! | 3 | 9.0 s/GB, +1.9 % | 10.8 s/GB, +3.1 % |
-//! | 6 | 16.3 s/GB, +1.1 % | 15.1 s/GB, +0.5 % |
+//! | level | library | ratio | speed |
+//! |---|---|---|---|
+//! | 1, 2, 3 | ISA-L 1, 2, 3 | 2.080, 2.138, 2.166 | 150–210 MB/s |
+//! | (1, 3) | (libdeflate 1, 3) | (2.190, 2.273) | (40–70 MB/s) |
+//! | 4, 5 | libdeflate | between | |
+//! | 6 | zlib-rs 6 | 2.305 | 23 MB/s |
+//! | (6) | (libdeflate 6) | (2.290) | (23 MB/s) |
 //!
-//! So levels below [`ZLIB_FROM_LEVEL`] use libdeflate and the rest zlib-rs (flate2's backend).
-//! 128 KiB blocks cost another 1.8 % in size: each member starts with an empty dictionary.
+//! ISA-L is three times libdeflate's level 1 and five to eight times the default, at 7–10 % more
+//! bytes than `gzip -6`; from level [`ZLIB_FROM_LEVEL`] zlib-rs (flate2's backend) keeps archives
+//! within 0.5 % of `gzip -6`, which is why the default stays there. Decompression stays with
+//! libdeflate: ISA-L's inflate measured the same. 128 KiB blocks cost another 1.8 % in size:
+//! each member starts with an empty dictionary.
 //! Plugged into the archive writer as its [`EncoderFactory`].
 
 use std::io::{self, Write};
@@ -23,6 +28,7 @@ use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use gzp::{Compression, FormatSpec, GzpError, ZWriter};
 
 use super::encoder::Sink;
+use super::isal::{self, IsalDeflater};
 use super::member::{mgzip_header, trailer, MGZIP_HEADER_LEN, TRAILER_LEN};
 use super::{threads, DataEncoder, EncoderFactory, BLOCK_LEN};
 
@@ -94,6 +100,7 @@ impl Drop for ParallelGzip {
 struct DumpMgzip;
 
 enum Deflater {
+    Isal(IsalDeflater),
     Libdeflate(libdeflater::Compressor),
     Zlib(flate2::Compress),
 }
@@ -111,12 +118,7 @@ impl FormatSpec for DumpMgzip {
     }
 
     fn create_compressor(&self, level: Compression) -> Result<Deflater, GzpError> {
-        if level.level() >= ZLIB_FROM_LEVEL {
-            return Ok(Deflater::Zlib(flate2::Compress::new(level, false)));
-        }
-        let level = i32::try_from(level.level()).ok().and_then(|l| libdeflater::CompressionLvl::new(l).ok());
-        let level = level.ok_or_else(|| io::Error::other("invalid libdeflate compression level"))?;
-        Ok(Deflater::Libdeflate(libdeflater::Compressor::new(level)))
+        Ok(deflater_for(level.level())?)
     }
 
     fn encode(
@@ -131,6 +133,7 @@ impl FormatSpec for DumpMgzip {
             return Err(io::Error::other("block too large").into());
         }
         let mut member = match encoder {
+            Deflater::Isal(deflater) => isal_member(deflater, input)?,
             Deflater::Libdeflate(compressor) => {
                 let bound = compressor.deflate_compress_bound(input.len());
                 let mut member = vec![0u8; MGZIP_HEADER_LEN + bound];
@@ -168,6 +171,27 @@ impl FormatSpec for DumpMgzip {
     fn footer(&self, _check: &Self::C) -> Vec<u8> {
         Vec::new()
     }
+}
+
+/// The deflater that wins at `level` (see the module's table).
+fn deflater_for(level: u32) -> io::Result<Deflater> {
+    if isal::LEVELS.contains(&level) {
+        return Ok(Deflater::Isal(IsalDeflater::new(level)?));
+    }
+    if level >= ZLIB_FROM_LEVEL {
+        return Ok(Deflater::Zlib(flate2::Compress::new(Compression::new(level), false)));
+    }
+    let level = i32::try_from(level).ok().and_then(|l| libdeflater::CompressionLvl::new(l).ok());
+    let level = level.ok_or_else(|| io::Error::other("invalid libdeflate compression level"))?;
+    Ok(Deflater::Libdeflate(libdeflater::Compressor::new(level)))
+}
+
+/// One member by ISA-L: room for the header, then the deflate data.
+fn isal_member(deflater: &mut IsalDeflater, input: &[u8]) -> io::Result<Vec<u8>> {
+    let mut member = vec![0u8; MGZIP_HEADER_LEN + isal::bound(input.len())];
+    let n = deflater.deflate(input, &mut member[MGZIP_HEADER_LEN..])?;
+    member.truncate(MGZIP_HEADER_LEN + n);
+    Ok(member)
 }
 
 fn finished() -> io::Error {

@@ -13,6 +13,7 @@
 pub mod compress;
 pub mod encoder;
 pub mod gunzip;
+pub mod isal;
 pub mod member;
 
 pub use compress::PARALLEL_GZIP;
@@ -39,6 +40,7 @@ mod tests {
             ("encoder.rs", include_str!("encoder.rs")),
             ("compress.rs", include_str!("compress.rs")),
             ("gunzip.rs", include_str!("gunzip.rs")),
+            ("isal.rs", include_str!("isal.rs")),
         ];
         // Spelled in two halves so that this test does not find itself.
         let (any, own) = (concat!("crate", "::"), concat!("crate", "::gzip"));
