@@ -13,7 +13,7 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "a dump that sends nothing for this long is killed and the run fails (600, 600s, 10m)",
         "10m",
     ),
-    ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9", "6"),
+    ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9: 1-3 fastest (ISA-L), 6-9 smallest", "6"),
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
     ("DB_BACKUP_REMOTE", "offsite copy of every archive: s3://bucket[/prefix]", "none"),
