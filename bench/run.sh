@@ -18,6 +18,8 @@
 # --keep         keep the work directory (dumps, archives, logs) and print its path
 # --level-too N  also run db-backup with DB_BACKUP_GZIP_LEVEL=N on every dataset (method (4L)):
 #                what a lower level buys in time and costs in size
+# --zstd-too     also back up with DB_BACKUP_COMPRESSION=zstd (method (4Z)) and restore that
+#                archive (5Z) on every dataset
 #
 # Needs: Docker with the local test images (scripts/build-images.sh), cargo, python3, and
 # /usr/bin/time, gzip, jq (installed with apt-get when missing and running as root).
@@ -37,6 +39,7 @@ BUILD=1
 DIRECT=0
 KEEP=0
 LEVEL_TOO=""
+ZSTD_TOO=0
 IDLE_N=50
 PGBENCH_S=""
 ALL_PARTS=(realistic pgbench mariadb idle latency)
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
 		--direct) DIRECT=1; shift ;;
 		--keep) KEEP=1; shift ;;
 		--level-too) [ $# -ge 2 ] || die "--level-too needs a value"; LEVEL_TOO="$2"; shift 2 ;;
+		--zstd-too) ZSTD_TOO=1; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) usage >&2; die "unknown argument: $1" ;;
 	esac
@@ -245,7 +249,10 @@ measure() {
 	log "  $ds $method #$run: ${wall} s, peak RSS $((rss / 1024)) MiB${size:+, output $size bytes}"
 }
 
-newest_archive() { { ls -t "$ROOT/$1"/*.tar.gz 2>/dev/null || true; } | { grep -v '/safety-' || true; } | head -n 1; }
+# newest_archive <service> [extension]: the newest archive of the service, of either format by default.
+newest_archive() {
+	{ ls -t "$ROOT/$1"/*${2:-.tar.gz} "$ROOT/$1"/*${2:-.tar.zst} 2>/dev/null || true; } | { grep -v '/safety-' || true; } | head -n 1
+}
 
 # --- containers -------------------------------------------------------------------------------
 new_password() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -360,7 +367,10 @@ bench_dataset() {
 
 	local r m
 	for ((r = 1; r <= RUNS; r++)); do
-		for m in own cli shell ${LEVEL_TOO:+dbbl} dbb; do
+		# db-backup's gzip run comes last: a plain `restore` below picks its archive.
+		local zstd_method=""
+		[ "$ZSTD_TOO" = 0 ] || zstd_method=dbbz
+		for m in own cli shell ${LEVEL_TOO:+dbbl} $zstd_method dbb; do
 			settle "$engine" "$c"
 			case "$m" in
 				own) measure "$ds" own "$r" - docker exec "$c" sh -c '"$@" > /dev/null' sh "${dump[@]}" ;;
@@ -375,6 +385,11 @@ bench_dataset() {
 					[ "$m" = dbb ] || level=$LEVEL_TOO
 					measure "$ds" "$m" "$r" "archive:$svc" \
 						env DB_BACKUP_ROOT="$ROOT" DB_BACKUP_GZIP_LEVEL="$level" "$BIN" backup "$svc"
+					;;
+				dbbz)
+					rm -f "$ROOT/$svc"/*.tar.zst
+					measure "$ds" dbbz "$r" "archive:$svc" \
+						env DB_BACKUP_ROOT="$ROOT" DB_BACKUP_COMPRESSION=zstd "$BIN" backup "$svc"
 					;;
 			esac
 		done
@@ -413,6 +428,14 @@ bench_dataset() {
 		measure "$ds" rdbb "$r" - env DB_BACKUP_ROOT="$ROOT" "$BIN" restore "$svc" --no-safety-backup
 		[ "$(count_rows "$engine" "$c" "$table")" = "$rows" ] || die "$ds: after db-backup restore, $table does not hold $rows rows"
 		settle "$engine" "$c" heavy
+		if [ "$ZSTD_TOO" = 1 ]; then
+			local zst
+			zst=$(newest_archive "$svc" .tar.zst)
+			[ -n "$zst" ] || die "$ds: no zstd archive to restore"
+			measure "$ds" rdbbz "$r" - env DB_BACKUP_ROOT="$ROOT" "$BIN" restore "$svc" --archive "$(basename "$zst")" --no-safety-backup
+			[ "$(count_rows "$engine" "$c" "$table")" = "$rows" ] || die "$ds: after the zstd restore, $table does not hold $rows rows"
+			settle "$engine" "$c" heavy
+		fi
 	done
 	rm -f "$gz"
 }
@@ -589,6 +612,7 @@ global date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 global command "$CMDLINE"
 global runs "$RUNS"
 [ -z "$LEVEL_TOO" ] || global level_too "$LEVEL_TOO"
+[ "$ZSTD_TOO" = 0 ] || global zstd_too 1
 global machine "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 global cores "$(nproc)"
 global engine "$(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
@@ -618,6 +642,7 @@ awk -v s="$SCALE" 'BEGIN { exit !(s < 1) }' && variant+="-smoke"
 awk -v s="$SCALE" 'BEGIN { exit !(s != 1) }' && variant+="-scale$SCALE"
 [ "$RUNS" -ge 2 ] || variant+="-runs$RUNS"
 [ -z "$LEVEL_TOO" ] || variant+="-level$LEVEL_TOO"
+[ "$ZSTD_TOO" = 0 ] || variant+="-zstd"
 [ ${#ONLY[@]} -eq ${#ALL_PARTS[@]} ] || variant+="-$(IFS=-; echo "${ONLY[*]}")"
 MD="$HERE/results-$DATE$variant.md"
 echo
