@@ -9,7 +9,7 @@ use std::io::{self, Read};
 /// A zstd frame starts with these bytes (0xFD2FB528, little-endian).
 pub const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Skippable frames: magic 0x184D2A50 to 0x184D2A5F, then a 4-byte length.
-const SKIPPABLE_MAGIC_HIGH: u32 = 0x184d_2a5;
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 /// Largest block a frame may hold (Block_Maximum_Size).
 pub const MAX_BLOCK_LEN: usize = 128 << 10;
 pub const BLOCK_HEADER_LEN: usize = 3;
@@ -82,7 +82,7 @@ pub fn read_frame_header(input: &mut impl Read, offset: u64) -> io::Result<Optio
         4 => {}
         _ => return Err(io::ErrorKind::UnexpectedEof.into()),
     }
-    if u32::from_le_bytes(magic) >> 4 == SKIPPABLE_MAGIC_HIGH {
+    if u32::from_le_bytes(magic) & !0xF == SKIPPABLE_MAGIC {
         let mut len = [0u8; 4];
         input.read_exact(&mut len)?;
         return Ok(Some(FrameStart::Skippable { len: u32::from_le_bytes(len) }));

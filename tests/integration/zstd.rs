@@ -1,13 +1,16 @@
 //! zstd archives (`DB_BACKUP_COMPRESSION=zstd`, label `db-backup.compression`) end to end: the
 //! real binary against real PostgreSQL and MariaDB containers, the real `zstd` and `tar --zstd`
 //! reading what it wrote, a service directory holding both formats (list, restore's choice,
-//! retention), verify refusing a damaged or misnamed archive, and `.tar.zst.age`.
+//! retention), verify refusing a damaged or misnamed archive, a drill, the remote (upload, list,
+//! retention, restore `--from remote`) and `.tar.zst.age`.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::*;
-use crate::offsite::{age_keygen, run_with};
+use crate::offsite::garage::Garage;
+use crate::offsite::{age_keygen, rclone, remote_env, run_with, BUCKET};
 
 type Env = Vec<(&'static str, String)>;
 
@@ -58,6 +61,8 @@ fn postgres_zstd_archive_is_read_by_zstd_and_tar_and_restores_the_data() {
     assert_eq!(listing.last().map(String::as_str), Some("manifest.json"));
     assert!(run.stdout.contains(".tar.zst"), "backup names the archive: {}", run.stdout);
     assert_no_secret(&run.all(), "zstd-pg-secret");
+    let drilled = backups.run(&["drill", &svc]).ok();
+    assert!(drilled.stdout.contains("database shop: 1 tables, 60,000 rows matched"), "{}", drilled.all());
 
     psql(
         &db,
@@ -240,4 +245,43 @@ fn an_encrypted_zstd_archive_is_tar_zst_age_and_restores() {
     let safety = backups.safety_archives(&svc);
     assert_eq!(safety.len(), 1, "{}", restored.all());
     assert!(name_of(&safety[0]).ends_with(".tar.zst.age"), "{safety:?}");
+}
+
+#[test]
+fn gzip_and_zstd_archives_go_offsite_alike_and_the_newest_restores_from_the_remote() {
+    require_image(PG_IMAGE);
+    let g = Garage::start(BUCKET);
+    let svc = unique("zstoff");
+    let db = postgres(&svc, &["POSTGRES_PASSWORD=x"], &[]);
+    psql(&db, "postgres", "CREATE TABLE t (v text); INSERT INTO t VALUES ('first');");
+    let env = remote_env(&g.endpoint(), &g.key);
+    let old_host = Backups::new();
+    run_with(&old_host, &env, &["backup", &svc]).ok();
+    std::thread::sleep(Duration::from_millis(1100));
+    psql(&db, "postgres", "INSERT INTO t VALUES ('second');");
+    run_with(&old_host, &[env.clone(), zstd_env()].concat(), &["backup", &svc]).ok();
+    let names: Vec<String> = old_host.archives(&svc).iter().map(|p| name_of(p)).collect();
+    assert!(names.len() == 2 && names[1].ends_with(".tar.zst"), "{names:?}");
+    let keys: Vec<String> = names.iter().map(|n| format!("site/old-host/{svc}/{n}")).collect();
+    assert_eq!(rclone::objects(&g, BUCKET), keys, "both formats are uploaded");
+    let listed = run_with(&old_host, &env, &["list", "--remote"]).ok();
+    assert!(listed.stdout.contains(&format!("host old-host service {svc}: 2 archive(s)")), "{}", listed.stdout);
+
+    // A new host restores the newest remote archive, the zstd one.
+    let new_host = Backups::new();
+    let fresh = Container::start(Spec::new(PG_IMAGE, &unique("dbb-pg-zfresh")).env("POSTGRES_PASSWORD=y"));
+    fresh.wait_until("pg_isready -q -U postgres", Duration::from_secs(60));
+    let mut env_new = env.clone();
+    env_new.retain(|(k, _)| *k != "DB_BACKUP_HOST");
+    env_new.push(("DB_BACKUP_HOST", "new-host".to_string()));
+    let args = ["restore", &svc, "--from", "remote", "--host", "old-host", "--into", &fresh.name, "--no-safety-backup"];
+    let restored = run_with(&new_host, &env_new, &args).ok();
+    let rows = psql(&fresh, "postgres", "SELECT string_agg(v, ',' ORDER BY v) FROM t");
+    assert_eq!(rows, "first,second\n", "{}", restored.all());
+    assert_eq!(name_of(&new_host.archives(&svc)[0]), names[1], "downloaded into the service's directory");
+
+    // Remote retention counts both formats: keeping one leaves the newest, the zstd archive.
+    let keep_one = [env, vec![("DB_BACKUP_REMOTE_KEEP", "last=1".to_string())]].concat();
+    run_with(&old_host, &keep_one, &["sync", &svc]).ok();
+    assert_eq!(rclone::objects(&g, BUCKET), keys[1..].to_vec());
 }
