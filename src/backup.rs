@@ -27,7 +27,7 @@ use crate::shutdown::Shutdown;
 use crate::store::lock::LockError;
 use crate::store::records::VerifyRecord;
 use crate::store::{Partial, ServiceDir, Store};
-use crate::vocab::ArchiveKind;
+use crate::vocab::{ArchiveKind, Compression};
 
 /// Chunks in flight between the engine's stream and the compressor (each up to a frame).
 const CHANNEL_CHUNKS: usize = 64;
@@ -105,10 +105,13 @@ impl BackupOutcome {
     }
 }
 
-/// How archives are written: compression level, manifest signature, encryption.
+/// How archives are written: compression levels, manifest signature, encryption. The codec is
+/// the service's own (`BackupSpec::compression`).
 #[derive(Debug, Clone, Copy)]
 pub struct Sealing<'a> {
+    /// The gzip level.
     pub level: u32,
+    pub zstd_level: u32,
     pub signer: Option<&'a SigningKey>,
     /// Recipients set: the archive is `.tar.gz.age`; the identity, if this host has it, is used
     /// to verify what was written in full.
@@ -117,7 +120,12 @@ pub struct Sealing<'a> {
 
 impl<'a> Sealing<'a> {
     pub fn of(settings: &'a Settings) -> Self {
-        Sealing { level: settings.gzip_level, signer: settings.signing.key.as_deref(), age: &settings.age }
+        Sealing {
+            level: settings.gzip_level,
+            zstd_level: settings.zstd_level,
+            signer: settings.signing.key.as_deref(),
+            age: &settings.age,
+        }
     }
 }
 
@@ -180,8 +188,8 @@ pub async fn backup_locked(
     let dir = store.service(&spec.service);
     dir.create().map_err(BackupError::io("creating the service directory"))?;
     // Deleted when dropped, on every path that does not publish it.
-    let partial = dir.new_partial_for(kind, started_at, sealing.age.recipients.is_some());
-    let (writer, proof) = create_writer(partial.path(), &sealing)?;
+    let partial = dir.new_partial_for(kind, started_at, sealing.age.recipients.is_some(), spec.compression);
+    let (writer, proof) = create_writer(partial.path(), spec.compression, &sealing)?;
     let mut sink = ArchiveSink::start(writer);
     let (entries, bytes_in) =
         dump_entries(docker, spec, engine.as_ref(), &steps, &mut sink, shutdown).await.map_err(aborted)?;
@@ -296,13 +304,20 @@ fn publish(dir: &ServiceDir, partial: Partial) -> Result<PathBuf, BackupError> {
 
 /// The archive writer: into the file, or (recipients set) through the age encryptor, with the
 /// proof of what was written.
-fn create_writer(path: &Path, sealing: &Sealing<'_>) -> Result<(ArchiveWriter, Option<Proof>), BackupError> {
-    let encoder = crate::gzip::PARALLEL_GZIP;
+fn create_writer(
+    path: &Path,
+    compression: Compression,
+    sealing: &Sealing<'_>,
+) -> Result<(ArchiveWriter, Option<Proof>), BackupError> {
+    let level = match compression {
+        Compression::Gzip => sealing.level,
+        Compression::Zstd => sealing.zstd_level,
+    };
     match sealing.age.recipients.as_deref() {
-        None => Ok((ArchiveWriter::create_with_encoder(path, sealing.level, encoder)?, None)),
+        None => Ok((ArchiveWriter::create_compressed(path, compression, level)?, None)),
         Some(recipients) => {
             let (out, proof) = EncryptedOutput::create(path, recipients)?;
-            Ok((ArchiveWriter::create_streamed(path, Box::new(out), sealing.level, encoder)?, Some(proof)))
+            Ok((ArchiveWriter::create_streamed_compressed(path, Box::new(out), compression, level)?, Some(proof)))
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::schedule::zone_from;
 
 pub const DEFAULT_ROOT: &str = "/backup";
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// zstd level 3: zstd's own default; see the zstd section of the README for level 1 against 3.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -17,7 +19,9 @@ pub struct Settings {
     pub root: PathBuf,
     /// `DB_BACKUP_GZIP_LEVEL`, 1–9.
     pub gzip_level: u32,
-    /// `DB_BACKUP_SCHEDULE`, `DB_BACKUP_ON_STARTUP`.
+    /// `DB_BACKUP_ZSTD_LEVEL`, 1–19 (for archives compressed with zstd).
+    pub zstd_level: u32,
+    /// `DB_BACKUP_SCHEDULE`, `DB_BACKUP_ON_STARTUP`, `DB_BACKUP_KEEP`, `DB_BACKUP_COMPRESSION`.
     pub defaults: Defaults,
     /// `DB_BACKUP_MAX_CONCURRENT`: backups running at once across services.
     pub max_concurrent: usize,
@@ -58,9 +62,17 @@ impl Settings {
                 _ => return Err(format!("DB_BACKUP_GZIP_LEVEL: '{v}' is not a level from 1 to 9")),
             },
         };
+        let zstd_level = match get("DB_BACKUP_ZSTD_LEVEL").filter(|s| !s.is_empty()) {
+            None => DEFAULT_ZSTD_LEVEL,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=19).contains(&n) => n,
+                _ => return Err(format!("DB_BACKUP_ZSTD_LEVEL: '{v}' is not a level from 1 to 19")),
+            },
+        };
         let defaults =
             Defaults::from_values(get("DB_BACKUP_SCHEDULE").as_deref(), get("DB_BACKUP_ON_STARTUP").as_deref())?
-                .with_keep(get("DB_BACKUP_KEEP").as_deref())?;
+                .with_keep(get("DB_BACKUP_KEEP").as_deref())?
+                .with_compression(get("DB_BACKUP_COMPRESSION").as_deref())?;
         let max_concurrent = match get("DB_BACKUP_MAX_CONCURRENT").filter(|s| !s.is_empty()) {
             None => 2,
             Some(v) => match v.trim().parse::<usize>() {
@@ -92,6 +104,7 @@ impl Settings {
         Ok(Settings {
             root,
             gzip_level,
+            zstd_level,
             defaults,
             max_concurrent,
             stop_grace,
@@ -135,6 +148,7 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.root, PathBuf::from("/backup"));
         assert_eq!(s.gzip_level, 6);
+        assert_eq!((s.zstd_level, s.defaults.compression), (3, crate::vocab::Compression::Gzip));
     }
 
     #[test]
@@ -150,6 +164,16 @@ mod tests {
         assert!(settings(&[("DB_BACKUP_SCOPE", "db-backup.type=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "team=blue")]).unwrap().scope.is_some());
+        assert!(settings(&[("DB_BACKUP_ZSTD_LEVEL", "20")]).unwrap_err().contains("DB_BACKUP_ZSTD_LEVEL"));
+        assert!(settings(&[("DB_BACKUP_ZSTD_LEVEL", "0")]).unwrap_err().contains("DB_BACKUP_ZSTD_LEVEL"));
+        let e = settings(&[("DB_BACKUP_COMPRESSION", "xz")]).unwrap_err();
+        assert!(e.contains("DB_BACKUP_COMPRESSION") && e.contains("expected gzip or zstd"), "{e}");
+    }
+
+    #[test]
+    fn zstd_is_chosen_by_the_environment() {
+        let s = settings(&[("DB_BACKUP_COMPRESSION", "zstd"), ("DB_BACKUP_ZSTD_LEVEL", "1")]).unwrap();
+        assert_eq!((s.defaults.compression, s.zstd_level), (crate::vocab::Compression::Zstd, 1));
     }
 
     #[test]

@@ -14,6 +14,12 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "10m",
     ),
     ("DB_BACKUP_GZIP_LEVEL", "gzip level, 1-9: 1-3 fastest (ISA-L), 6-9 smallest", "6"),
+    (
+        "DB_BACKUP_COMPRESSION",
+        "gzip (<stamp>.tar.gz) or zstd (<stamp>.tar.zst) for services without a compression label",
+        "gzip",
+    ),
+    ("DB_BACKUP_ZSTD_LEVEL", "zstd level, 1-19", "3"),
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
     ("DB_BACKUP_REMOTE", "offsite copy of every archive: s3://bucket[/prefix]", "none"),
@@ -31,7 +37,7 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ),
     (
         "DB_BACKUP_AGE_RECIPIENTS[_FILE]",
-        "age1... or ssh-ed25519 public keys (comma-separated; the file: one per line): every archive is written as <stamp>.tar.gz.age",
+        "age1... or ssh-ed25519 public keys (comma-separated; the file: one per line): every archive is written as <stamp>.tar.gz.age (.tar.zst.age)",
         "not encrypted",
     ),
     (
@@ -108,6 +114,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "cron, as schedule: restore the newest good archive into a throwaway container and check every \
          table's row count (db-backup drill runs one now)",
         "no drills",
+    ),
+    (
+        "compression",
+        "gzip (<stamp>.tar.gz, every tool reads it) or zstd (<stamp>.tar.zst: smaller, faster)",
+        "DB_BACKUP_COMPRESSION, else gzip",
     ),
 ];
 

@@ -9,7 +9,7 @@ use std::fmt;
 use crate::engine::Credentials;
 use crate::retention::KeepPolicy;
 use crate::schedule::Schedule;
-use crate::vocab::{EngineKind, EnvName, ServiceName};
+use crate::vocab::{Compression, EngineKind, EnvName, ServiceName};
 
 pub const PREFIX: &str = "db-backup.";
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
@@ -24,6 +24,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "keep",
     "healthcheck-url",
     "drill",
+    "compression",
 ];
 const MAX_LABEL_VALUE: usize = 1024;
 
@@ -49,6 +50,8 @@ pub struct Defaults {
     pub on_startup: bool,
     /// `None`: keep everything.
     pub keep: Option<KeepPolicy>,
+    /// `DB_BACKUP_COMPRESSION`: gzip unless set.
+    pub compression: Compression,
 }
 
 impl Defaults {
@@ -62,7 +65,7 @@ impl Defaults {
             Some(s) => parse_bool(s).map_err(|e| format!("DB_BACKUP_ON_STARTUP: {e}"))?,
             None => false,
         };
-        Ok(Defaults { schedule, on_startup, keep: None })
+        Ok(Defaults { schedule, on_startup, keep: None, compression: Compression::Gzip })
     }
 
     /// Adds `DB_BACKUP_KEEP`.
@@ -71,6 +74,14 @@ impl Defaults {
             Some(k) => Some(k.parse().map_err(|e| format!("DB_BACKUP_KEEP: {e}"))?),
             None => None,
         };
+        Ok(self)
+    }
+
+    /// Adds `DB_BACKUP_COMPRESSION`.
+    pub fn with_compression(mut self, compression: Option<&str>) -> Result<Self, String> {
+        if let Some(c) = compression.filter(|s| !s.trim().is_empty()) {
+            self.compression = c.parse().map_err(|e| format!("DB_BACKUP_COMPRESSION: {e}"))?;
+        }
         Ok(self)
     }
 }
@@ -93,6 +104,8 @@ pub struct BackupSpec {
     pub healthcheck_url: Option<crate::notify::PingUrl>,
     /// When to drill the newest archive (`db-backup.drill`); `None`: never by schedule.
     pub drill: Option<Schedule>,
+    /// How its archives are compressed (`db-backup.compression`, else `DB_BACKUP_COMPRESSION`).
+    pub compression: Compression,
 }
 
 impl BackupSpec {
@@ -211,8 +224,12 @@ pub fn parse(
         Some(v) => v.parse::<Schedule>().map(Some).map_err(|e| errors.push(err(&format!("{PREFIX}drill"), e))).ok(),
         None => Some(None),
     };
+    let compression = match label("compression") {
+        Some(v) => v.parse::<Compression>().map_err(|e| errors.push(err(&format!("{PREFIX}compression"), e))).ok(),
+        None => Some(defaults.compression),
+    };
 
-    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep, drill) {
+    match (engine, service, schedule, databases, user_env, password_env, on_startup, keep, drill, compression) {
         (
             Some(engine),
             Ok(service),
@@ -223,6 +240,7 @@ pub fn parse(
             Some(on_startup),
             Some(keep),
             Some(drill),
+            Some(compression),
         ) if errors.is_empty() => Ok(BackupSpec {
             container: container.clone(),
             service,
@@ -235,6 +253,7 @@ pub fn parse(
             keep,
             healthcheck_url: healthcheck_url.flatten(),
             drill,
+            compression,
         }),
         _ => Err(errors),
     }
@@ -254,6 +273,7 @@ fn expected_for(key: &str) -> &'static str {
         "on-startup" => "true or false",
         "keep" => "retention tiers such as last=7,daily=7,weekly=4,monthly=12,yearly=2",
         "healthcheck-url" => "an http(s) URL such as https://hc-ping.com/<uuid>",
+        "compression" => "gzip or zstd",
         _ => "a known label",
     }
 }
@@ -563,5 +583,29 @@ mod tests {
         assert!(d.on_startup);
         assert!(Defaults::from_values(Some("nope"), None).unwrap_err().contains("DB_BACKUP_SCHEDULE"));
         assert!(Defaults::from_values(None, Some("perhaps")).unwrap_err().contains("DB_BACKUP_ON_STARTUP"));
+    }
+
+    #[test]
+    fn the_compression_label_overrides_the_environment() {
+        let zstd_default = defaults().with_compression(Some("zstd")).unwrap();
+        let l = |c: &'static str| labels(&[("db-backup.type", "postgres"), ("db-backup.compression", c)]);
+        assert_eq!(parse(&container("a"), &l("gzip"), &zstd_default).unwrap().compression, Compression::Gzip);
+        assert_eq!(parse(&container("a"), &l(" ZSTD "), &defaults()).unwrap().compression, Compression::Zstd);
+        let plain = labels(&[("db-backup.type", "postgres")]);
+        assert_eq!(parse(&container("a"), &plain, &zstd_default).unwrap().compression, Compression::Zstd);
+        assert_eq!(parse(&container("a"), &plain, &defaults()).unwrap().compression, Compression::Gzip);
+    }
+
+    #[test]
+    fn a_bad_compression_label_names_the_container_the_label_and_the_valid_values() {
+        let errors = errors_for(&[("db-backup.type", "postgres"), ("db-backup.compression", "xz")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "container 'db1': label 'db-backup.compression': unknown compression 'xz'; expected gzip or zstd"
+        );
+        let empty = errors_for(&[("db-backup.type", "postgres"), ("db-backup.compression", " ")]);
+        assert!(empty[0].to_string().contains("empty value; expected gzip or zstd"), "{empty:?}");
+        assert!(defaults().with_compression(Some("lz4")).unwrap_err().starts_with("DB_BACKUP_COMPRESSION: "));
     }
 }

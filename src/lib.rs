@@ -22,8 +22,8 @@
 //!  store                         everything on disk under the backup root
 //!  manifest · retention          an archive's manifest · keep policies (pure)
 //!  rowcount                      rows per table counted as a dump streams past (pure)
-//!  archive                       the streaming .tar.gz format
-//!  gzip                          the codec
+//!  archive                       the streaming .tar.gz / .tar.zst format
+//!  gzip · zstd                   the codecs
 //!  vocab · exit · output · schedule · shutdown · nofollow · logging · terminal · crypto   leaves
 //! ```
 //!
@@ -78,7 +78,10 @@
 //! Formats:
 //! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
 //!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
-//!   decompressor that work on every core. Written into a stream that cannot seek (encryption),
+//!   decompressor that work on every core. [`zstd`] is the other codec (`.tar.zst`, chosen by
+//!   `DB_BACKUP_COMPRESSION` or the `compression` label): the same tar layout in independent
+//!   zstd frames, cut apart by their block headers to decompress in parallel; a reader picks the
+//!   codec from the first bytes, and [`sealed::open`] refuses bytes that contradict the name. Written into a stream that cannot seek (encryption),
 //!   entries wait in memory for their header and long ones become parts the reader joins.
 //!   [`manifest`] describes an archive's content.
 //!
@@ -138,3 +141,4 @@ pub mod store;
 pub mod terminal;
 pub mod verify;
 pub mod vocab;
+pub mod zstd;

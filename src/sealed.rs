@@ -12,10 +12,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::archive::{ArchiveError, StreamOutput};
+use crate::archive::{check_name_matches, peek_head, ArchiveError, StreamOutput};
 use crate::crypto::encryption::{AgeSettings, CryptoError, Identities, Recipients};
 use crate::crypto::{sha256_file, HashingWriter};
-use crate::store::is_encrypted;
+use crate::store::{compression_of, is_encrypted};
 
 /// Bytes read from an archive file at a time.
 const READ_BUFFER_LEN: usize = 256 * 1024;
@@ -58,10 +58,23 @@ pub fn open(path: &Path, identity: Option<&Identities>) -> Result<Box<dyn Read +
     let file =
         File::open(path).map_err(|source| ArchiveError::Io { context: format!("opening archive {shown}"), source })?;
     let file = BufReader::with_capacity(READ_BUFFER_LEN, file);
-    match identity {
-        None => Ok(Box::new(file)),
-        Some(identity) => Ok(Box::new(identity.decrypt(file, &shown)?)),
-    }
+    let plain: Box<dyn Read + Send> = match identity {
+        None => Box::new(file),
+        Some(identity) => Box::new(identity.decrypt(file, &shown)?),
+    };
+    refuse_other_codec(plain, path, &shown)
+}
+
+/// The archive's bytes, once their first bytes are known to be of the codec its name says.
+fn refuse_other_codec(
+    plain: Box<dyn Read + Send>,
+    path: &Path,
+    shown: &str,
+) -> Result<Box<dyn Read + Send>, OpenError> {
+    let (head, replay, rest) =
+        peek_head(plain).map_err(|source| ArchiveError::Io { context: format!("reading archive {shown}"), source })?;
+    check_name_matches(&head, compression_of(path), shown)?;
+    Ok(Box::new(replay.chain(rest)))
 }
 
 /// Checks, from its header only, that the archive at `path` can be opened with this host's

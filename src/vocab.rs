@@ -110,6 +110,47 @@ pub enum ArchiveKind {
     Safety,
 }
 
+/// How an archive's tar stream is compressed, which its name says: `.tar.gz` or `.tar.zst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// The default: every tool reads it.
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// What an archive name of this compression ends with (before any `.age`).
+    pub fn archive_suffix(self) -> &'static str {
+        match self {
+            Compression::Gzip => ".tar.gz",
+            Compression::Zstd => ".tar.zst",
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            other => Err(format!("unknown compression '{other}'; expected gzip or zstd")),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
 /// What an entry holds, which decides how it is restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -30,15 +30,21 @@
 //!
 //! The gzip members themselves (framing, compressors, parallel decompression) come from
 //! [`crate::gzip`], which knows nothing of tar; this module imports it, never the reverse.
+//! A `.tar.zst` archive has the same layout with zstd frames for members ([`crate::zstd`]; the
+//! reserved header member is a frame holding one raw block): `codec.rs` picks one or the other,
+//! for writing by the writer's [`Compression`](crate::vocab::Compression), for reading by the
+//! first bytes.
 
 use std::io;
 
+mod codec;
 mod format;
 mod parts;
 mod reader;
 mod tail;
 mod writer;
 
+pub use codec::{check_name_matches, detect, peek_head, zstd_data_encoder};
 pub use parts::PART_LIMIT;
 pub use reader::{for_each_entry, scan, scan_reader, Scan};
 pub use writer::{ArchiveWriter, EntryWriter, StreamOutput};
@@ -76,6 +82,8 @@ pub enum ArchiveError {
     ManifestTooLarge(String),
     #[error("invalid compression level {0}: expected 0 to 9")]
     InvalidLevel(u32),
+    #[error("invalid zstd level {0}: expected 1 to 19")]
+    InvalidZstdLevel(u32),
     /// An earlier entry failed or its [`EntryWriter`] was dropped without `finish`.
     #[error("archive {0} cannot be written to any more: an earlier entry failed or was not finished")]
     Unusable(String),
@@ -95,3 +103,6 @@ mod tests;
 
 #[cfg(test)]
 mod stream_tests;
+
+#[cfg(test)]
+mod zstd_tests;

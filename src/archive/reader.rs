@@ -6,11 +6,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::codec::with_decompressed;
 use super::format::{check_safe_name, padding, BLOCK, ZERO_BLOCK};
 use super::parts::{first_part_of, part_name};
 use super::tail::TailBuffer;
 use super::{ArchiveError, EntryInfo, MANIFEST_NAME, MAX_MANIFEST_LEN, MAX_NAME_LEN};
-use crate::gzip::{threads, with_parallel_gunzip};
+use crate::vocab::Compression;
 
 const READ_CHUNK_LEN: usize = 64 * 1024;
 
@@ -160,6 +161,19 @@ impl From<ArchiveError> for Failure {
 }
 
 impl Failure {
+    /// Messages say "gzip stream"; a zstd archive's say "zstd stream".
+    fn naming(self, compression: Compression) -> Self {
+        match (self, compression) {
+            (Failure::Final(ArchiveError::Corrupt(message)), Compression::Zstd) => {
+                Failure::Final(ArchiveError::Corrupt(message.replace("gzip stream", "zstd stream")))
+            }
+            (Failure::Stream { error, place }, Compression::Zstd) => {
+                Failure::Stream { error: io::Error::new(error.kind(), ZstdStream(error)), place }
+            }
+            (failure, _) => failure,
+        }
+    }
+
     fn into_error(self, label: &str, source_error: Option<io::Error>) -> ArchiveError {
         let (error, place) = match self {
             Failure::Final(error) => return error,
@@ -169,7 +183,8 @@ impl Failure {
             return ArchiveError::Io { context: format!("reading {label}"), source };
         }
         if error.kind() == io::ErrorKind::UnexpectedEof {
-            ArchiveError::Corrupt(format!("{label} is truncated: gzip stream ended {}", place.describe()))
+            let codec = if error.get_ref().is_some_and(|inner| inner.is::<ZstdStream>()) { "zstd" } else { "gzip" };
+            ArchiveError::Corrupt(format!("{label} is truncated: {codec} stream ended {}", place.describe()))
         } else {
             ArchiveError::Corrupt(format!("{label} is corrupt {}: {error}", place.describe()))
         }
@@ -180,13 +195,17 @@ fn corrupt(label: &str, what: String) -> Failure {
     Failure::Final(ArchiveError::Corrupt(format!("{label} {what}")))
 }
 
-/// Walks the archive, decompressing its gzip members on every core.
+/// Walks the archive, decompressing its gzip members or zstd frames (as its first bytes say) on
+/// every core.
 fn walk<R: Read + Send>(
     source: &mut CountingReader<R>,
     label: &str,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    with_parallel_gunzip(source, threads(), |stream| walk_stream(stream, label, visit))
+    let walked = with_decompressed(source, |stream, compression| {
+        walk_stream(stream, label, visit).map_err(|failure| failure.naming(compression))
+    });
+    walked.map_err(|error| Failure::Stream { error, place: Place::after(None) })?
 }
 
 /// The tar block loop over the decompressed stream.
@@ -522,6 +541,18 @@ fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failu
         }
     }
 }
+
+/// A stream error of a zstd archive (so that its message names zstd).
+#[derive(Debug)]
+struct ZstdStream(io::Error);
+
+impl std::fmt::Display for ZstdStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ZstdStream {}
 
 /// Counts the bytes read and remembers the first read error, so that it can be reported even if
 /// the caller maps it to something else. On the raw (compressed) input, a remembered error makes

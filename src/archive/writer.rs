@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::format::{
-    check_safe_name, long_name_header, padding, placeholder_header, regular_header, reserved_member, ZERO_BLOCK,
-};
+use super::codec::{self, reserved_member, write_small_member};
+use super::format::{check_safe_name, long_name_header, padding, placeholder_header, regular_header, ZERO_BLOCK};
 use super::parts::{part_name, PartBuffer, PART_LIMIT};
 use super::tail::TailBuffer;
 use super::{ArchiveError, EntryInfo};
-use crate::gzip::member::write_deflate_member;
 use crate::gzip::{gzip_data_encoder, DataEncoder, EncoderFactory};
+use crate::vocab::Compression;
 
 /// What an archive written as a stream goes into (an encryptor in front of a file, for example).
 pub trait StreamOutput: Write + Send {
@@ -43,6 +42,8 @@ pub struct ArchiveWriter {
     path: PathBuf,
     level: u32,
     encoder: EncoderFactory,
+    /// The codec of every member: gzip members, or zstd frames.
+    compression: Compression,
     /// False while an entry is open and after any failure that may have left the file half
     /// written; set back by a successful [`EntryWriter::finish`].
     usable: bool,
@@ -62,7 +63,31 @@ impl ArchiveWriter {
         }
         let file = create_private(path)
             .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
-        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, usable: true })
+        let compression = Compression::Gzip;
+        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, compression, usable: true })
+    }
+
+    /// Creates `path` like [`ArchiveWriter::create`], compressed with `compression`'s parallel
+    /// compressor at `level` (gzip 0–9, zstd 1–19).
+    pub fn create_compressed(path: &Path, compression: Compression, level: u32) -> Result<Self, ArchiveError> {
+        check_level(compression, level)?;
+        let file = create_private(path)
+            .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
+        let encoder = codec::data_encoder(compression);
+        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, compression, usable: true })
+    }
+
+    /// [`ArchiveWriter::create_streamed`] with `compression`'s parallel compressor.
+    pub fn create_streamed_compressed(
+        path: &Path,
+        out: Box<dyn StreamOutput>,
+        compression: Compression,
+        level: u32,
+    ) -> Result<Self, ArchiveError> {
+        check_level(compression, level)?;
+        let encoder = codec::data_encoder(compression);
+        let out = Output::Stream { out, part_limit: PART_LIMIT };
+        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true })
     }
 
     /// Writes the archive into `out`, which cannot seek (`path` is the file it ends up in, for
@@ -78,7 +103,8 @@ impl ArchiveWriter {
             return Err(ArchiveError::InvalidLevel(level));
         }
         let out = Output::Stream { out, part_limit: PART_LIMIT };
-        Ok(Self { out, path: path.to_path_buf(), level, encoder, usable: true })
+        let compression = Compression::Gzip;
+        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true })
     }
 
     /// Smaller parts, so that tests can see many of them.
@@ -106,7 +132,8 @@ impl ArchiveWriter {
                 self.write_long_name_if_needed(name)?;
                 let header_offset = self.position()?;
                 let placeholder = placeholder_header(name, mtime);
-                self.write_raw(&reserved_member(&placeholder))?;
+                let reserved = reserved_member(self.compression, &placeholder).map_err(|e| self.io_error(e))?;
+                self.write_raw(&reserved)?;
                 (header_offset, None, Box::new(self.data_sink()?))
             }
             Some(limit) => {
@@ -178,13 +205,15 @@ impl ArchiveWriter {
         self.write_member(&[header.as_bytes().as_slice(), name.as_bytes(), &[0], padding(size)])
     }
 
-    /// Compresses `parts` into one gzip member appended to the output.
+    /// Compresses `parts` into one gzip member (zstd frame) appended to the output.
     fn write_member(&mut self, parts: &[&[u8]]) -> Result<(), ArchiveError> {
+        let (compression, level) = (self.compression, self.level);
         let result = match &mut self.out {
             Output::File(file) => {
-                write_deflate_member(BufWriter::with_capacity(SMALL_MEMBER_BUFFER_LEN, file), self.level, parts)
+                let sink = BufWriter::with_capacity(SMALL_MEMBER_BUFFER_LEN, file);
+                write_small_member(compression, sink, level, parts)
             }
-            Output::Stream { out, .. } => write_deflate_member(&mut **out, self.level, parts),
+            Output::Stream { out, .. } => write_small_member(compression, &mut **out, level, parts),
         };
         result.map_err(|e| self.io_error(e))
     }
@@ -241,6 +270,14 @@ impl ArchiveWriter {
 
     fn io_error(&self, source: io::Error) -> ArchiveError {
         ArchiveError::Io { context: format!("writing archive {}", self.path.display()), source }
+    }
+}
+
+fn check_level(compression: Compression, level: u32) -> Result<(), ArchiveError> {
+    match (codec::valid_level(compression, level), compression) {
+        (true, _) => Ok(()),
+        (false, Compression::Gzip) => Err(ArchiveError::InvalidLevel(level)),
+        (false, Compression::Zstd) => Err(ArchiveError::InvalidZstdLevel(level)),
     }
 }
 
@@ -311,7 +348,11 @@ impl EntryWriter<'_> {
         self.end_member(self.parts.as_ref().map_or(self.size, |p| p.size))?;
         let Self { archive, name, mtime, header_offset, size, hasher, tail, parts, .. } = self;
         match parts {
-            None => archive.rewrite_header(header_offset, &reserved_member(&regular_header(&name, size, mtime)))?,
+            None => {
+                let header = reserved_member(archive.compression, &regular_header(&name, size, mtime));
+                let header = header.map_err(|e| archive.io_error(e))?;
+                archive.rewrite_header(header_offset, &header)?
+            }
             Some(p) if p.written == 0 => archive.write_part(&name, p.size, mtime, &p.buffer)?,
             // The data ended exactly where the last part did: its empty member is not written.
             Some(p) if p.size == 0 => p.buffer.clear(),

@@ -19,7 +19,8 @@ pub struct OurName {
     pub encrypted: bool,
 }
 
-/// `2026-11-25T03-00-00Z.tar.gz`, `….tar.gz.age`, `safety-….tar.gz[.age]`; anything else is not ours.
+/// `2026-11-25T03-00-00Z.tar.gz`, `….tar.gz.age`, `safety-….tar.gz[.age]`, each also as `.tar.zst`;
+/// anything else is not ours.
 pub fn parse_object_name(name: &str) -> Option<OurName> {
     let (plain, encrypted) = match name.strip_suffix(AGE_SUFFIX) {
         Some(p) => (p, true),
@@ -84,7 +85,12 @@ mod tests {
         let n = parse_object_name("2026-11-25T03-04-05Z.tar.gz.age").unwrap();
         assert!(n.encrypted && n.kind == ArchiveKind::Backup);
         assert!(!parse_object_name("safety-2026-11-25T03-04-05Z.tar.gz").unwrap().encrypted);
+        let z = parse_object_name("2026-11-25T03-04-05Z.tar.zst.age").unwrap();
+        assert!(z.encrypted && z.kind == ArchiveKind::Backup);
+        assert!(!parse_object_name("safety-2026-11-25T03-04-05Z.tar.zst").unwrap().encrypted);
         for foreign in [
+            "2026-11-25T03-04-05Z.tar.zst.partial",
+            "2026-11-25T03-04-05Z.zst",
             "notes.txt",
             "2026-11-25T03-04-05Z.tar.gz.partial",
             "2026-11-25T03-04-05Z.tar.gz.age.age",

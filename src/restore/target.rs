@@ -56,6 +56,7 @@ impl PendingTarget {
                 keep: None,
                 healthcheck_url: None,
                 drill: None,
+                compression: settings.defaults.compression,
             },
         }
     }

@@ -1,6 +1,6 @@
-//! The backup root on disk: `<root>/<service>/<YYYY-MM-DDTHH-MM-SSZ>.tar.gz` (safety backups
-//! taken by `restore` are `safety-<stamp>.tar.gz`; archives encrypted with age end in
-//! `.tar.gz.age`), directories 0700, archives 0600, written as `.partial` and renamed only when
+//! The backup root on disk: `<root>/<service>/<YYYY-MM-DDTHH-MM-SSZ>.tar.gz`, or `.tar.zst` for
+//! zstd (safety backups taken by `restore` are `safety-<stamp>.tar.gz`; archives encrypted with
+//! age end in `.tar.gz.age` / `.tar.zst.age`), directories 0700, archives 0600, written as `.partial` and renamed only when
 //! complete. Only names matching these patterns are ours.
 //! Nothing below the root is followed if it is a symbolic link (see [`crate::nofollow`]).
 
@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::nofollow;
-use crate::vocab::{ArchiveKind, ServiceName};
+use crate::vocab::{ArchiveKind, Compression, ServiceName};
 
 pub use service::{Partial, PublishError, ServiceDir};
 
@@ -25,8 +25,10 @@ pub const STATUS_FILE: &str = ".db-backup-status.json";
 pub const PARTIAL_SUFFIX: &str = ".partial";
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H-%M-%SZ";
 const SAFETY_PREFIX: &str = "safety-";
-/// An archive name ends with this...
+/// An archive name ends with this (gzip) or [`ZSTD_ARCHIVE_SUFFIX`]...
 pub const ARCHIVE_SUFFIX: &str = ".tar.gz";
+pub const ZSTD_ARCHIVE_SUFFIX: &str = ".tar.zst";
+const COMPRESSIONS: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
 /// ...and this too when the archive is encrypted with age.
 pub const AGE_SUFFIX: &str = ".age";
 
@@ -72,24 +74,33 @@ impl Store {
 
     /// A fresh archive name in `dir` for `at` (suffixed `-2`, `-3`… within the same second).
     pub fn new_archive_path(dir: &Path, kind: ArchiveKind, at: DateTime<Utc>) -> PathBuf {
-        Self::new_archive_path_for(dir, kind, at, false)
+        Self::new_archive_path_for(dir, kind, at, false, Compression::Gzip)
     }
 
-    /// [`Store::new_archive_path`], ending in `.tar.gz.age` when `encrypted`. A stamp taken by
-    /// either form counts as taken.
-    pub fn new_archive_path_for(dir: &Path, kind: ArchiveKind, at: DateTime<Utc>, encrypted: bool) -> PathBuf {
+    /// [`Store::new_archive_path`] for `compression` (`.tar.gz` or `.tar.zst`), ending in `.age`
+    /// when `encrypted`. A stamp taken by any of these forms counts as taken.
+    pub fn new_archive_path_for(
+        dir: &Path,
+        kind: ArchiveKind,
+        at: DateTime<Utc>,
+        encrypted: bool,
+        compression: Compression,
+    ) -> PathBuf {
         let base = archive_stem(kind, at);
         let mut n = 1;
         loop {
             let stem = if n == 1 { base.clone() } else { format!("{base}-{n}") };
-            let plain = dir.join(format!("{stem}{ARCHIVE_SUFFIX}"));
-            let sealed = dir.join(format!("{stem}{ARCHIVE_SUFFIX}{AGE_SUFFIX}"));
+            let name = |c: Compression, sealed: bool| {
+                let age = if sealed { AGE_SUFFIX } else { "" };
+                dir.join(format!("{stem}{}{age}", c.archive_suffix()))
+            };
             // Any entry counts as taken, even a dangling link: nothing planted is ever reused.
-            let taken = [&plain, &sealed]
+            let taken = COMPRESSIONS
                 .iter()
-                .any(|p| fs::symlink_metadata(p).is_ok() || fs::symlink_metadata(partial_of(p)).is_ok());
+                .flat_map(|&c| [name(c, false), name(c, true)])
+                .any(|p| fs::symlink_metadata(&p).is_ok() || fs::symlink_metadata(partial_of(&p)).is_ok());
             if !taken {
-                return if encrypted { sealed } else { plain };
+                return name(compression, encrypted);
             }
             n += 1;
         }
@@ -129,8 +140,8 @@ fn archive_stem(kind: ArchiveKind, at: DateTime<Utc>) -> String {
     }
 }
 
-/// `2026-11-25T03-00-00Z.tar.gz`, `…Z-2.tar.gz`, `safety-…Z.tar.gz`, each also with `.age`;
-/// anything else is not ours.
+/// `2026-11-25T03-00-00Z.tar.gz`, `…Z-2.tar.gz`, `safety-…Z.tar.gz`, each also as `.tar.zst`,
+/// and each also with `.age`; anything else is not ours.
 pub fn parse_archive_name(name: &str) -> Option<(ArchiveKind, DateTime<Utc>)> {
     parse_plain_archive_name(name.strip_suffix(AGE_SUFFIX).unwrap_or(name))
 }
@@ -146,9 +157,22 @@ pub fn is_encrypted(path: &Path) -> bool {
     is_encrypted_name(name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(name))
 }
 
+/// How the archive at `path` (or its `.partial`, encrypted or not) is compressed, by its name:
+/// `.tar.zst` is zstd, anything else gzip.
+pub fn compression_of(path: &Path) -> Compression {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(name);
+    let name = name.strip_suffix(AGE_SUFFIX).unwrap_or(name);
+    if name.ends_with(ZSTD_ARCHIVE_SUFFIX) {
+        Compression::Zstd
+    } else {
+        Compression::Gzip
+    }
+}
+
 /// [`parse_archive_name`] of a name without `.age`.
 pub fn parse_plain_archive_name(name: &str) -> Option<(ArchiveKind, DateTime<Utc>)> {
-    let stem = name.strip_suffix(ARCHIVE_SUFFIX)?;
+    let stem = name.strip_suffix(ARCHIVE_SUFFIX).or_else(|| name.strip_suffix(ZSTD_ARCHIVE_SUFFIX))?;
     let (kind, stem) = match stem.strip_prefix(SAFETY_PREFIX) {
         Some(rest) => (ArchiveKind::Safety, rest),
         None => (ArchiveKind::Backup, stem),
@@ -198,6 +222,45 @@ mod tests {
     }
 
     #[test]
+    fn zstd_archive_names_are_ours_and_say_their_compression() {
+        let t = at("2026-11-25T03:04:05Z");
+        for name in [
+            "2026-11-25T03-04-05Z.tar.zst",
+            "2026-11-25T03-04-05Z-2.tar.zst",
+            "2026-11-25T03-04-05Z.tar.zst.age",
+            "safety-2026-11-25T03-04-05Z.tar.zst",
+            "safety-2026-11-25T03-04-05Z.tar.zst.age",
+        ] {
+            assert_eq!(parse_archive_name(name).map(|(_, c)| c), Some(t), "{name}");
+            assert_eq!(compression_of(Path::new(name)), Compression::Zstd, "{name}");
+            assert_eq!(compression_of(&partial_of(Path::new(name))), Compression::Zstd, "{name}");
+        }
+        assert_eq!(parse_archive_name("safety-2026-11-25T03-04-05Z.tar.zst.age").unwrap().0, ArchiveKind::Safety);
+        assert!(is_encrypted_name("2026-11-25T03-04-05Z.tar.zst.age"));
+        assert_eq!(compression_of(Path::new("/b/db/2026-11-25T03-04-05Z.tar.gz.age")), Compression::Gzip);
+        for name in
+            ["2026-11-25T03-04-05Z.tar.zstd", "2026-11-25T03-04-05Z.zst", "2026-11-25T03-04-05Z.tar.zst.partial"]
+        {
+            assert_eq!(parse_archive_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_stamp_taken_by_either_compression_is_taken() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        let t = at("2026-11-25T03:04:05Z");
+        let zst = Store::new_archive_path_for(dir, ArchiveKind::Backup, t, false, Compression::Zstd);
+        assert!(zst.ends_with("2026-11-25T03-04-05Z.tar.zst"), "{}", zst.display());
+        fs::write(&zst, b"x").unwrap();
+        let gz = Store::new_archive_path(dir, ArchiveKind::Backup, t);
+        assert!(gz.ends_with("2026-11-25T03-04-05Z-2.tar.gz"), "{}", gz.display());
+        fs::write(partial_of(&gz), b"").unwrap();
+        let sealed = Store::new_archive_path_for(dir, ArchiveKind::Backup, t, true, Compression::Zstd);
+        assert!(sealed.ends_with("2026-11-25T03-04-05Z-3.tar.zst.age"), "{}", sealed.display());
+    }
+
+    #[test]
     fn foreign_files_are_not_ours() {
         for name in [
             "notes.txt",
@@ -229,7 +292,7 @@ mod tests {
         let t = at("2026-11-25T03:04:05Z");
         let first = Store::new_archive_path(&dir, ArchiveKind::Backup, t);
         fs::write(&first, b"x").unwrap();
-        let second = Store::new_archive_path_for(&dir, ArchiveKind::Backup, t, true);
+        let second = Store::new_archive_path_for(&dir, ArchiveKind::Backup, t, true, Compression::Gzip);
         assert!(second.ends_with("2026-11-25T03-04-05Z-2.tar.gz.age"), "{}", second.display());
         fs::write(partial_of(&second), b"").unwrap();
         let third = Store::new_archive_path(&dir, ArchiveKind::Backup, t);

@@ -14,7 +14,7 @@ use super::lock::{LockError, ServiceLock, LOCK_FILE};
 use super::records::{self, VerifyRecord};
 use super::{parse_archive_name, partial_of, sync_dir, ArchiveFile, Store, PARTIAL_SUFFIX};
 use crate::nofollow;
-use crate::vocab::{ArchiveKind, ServiceName};
+use crate::vocab::{ArchiveKind, Compression, ServiceName};
 
 /// A service's directory (which may not exist yet); from [`Store::service`].
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ impl ServiceDir {
         match parse_archive_name(name) {
             Some(_) => Ok(name.to_string()),
             None => Err(format!(
-                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz or …Z.tar.gz.age (see db-backup list {service})"
+                "'{arg}' is not an archive name; expected e.g. 2026-11-25T03-00-00Z.tar.gz, …Z.tar.zst or …Z.tar.gz.age (see db-backup list {service})"
             )),
         }
     }
@@ -130,12 +130,19 @@ impl ServiceDir {
 
     /// A new archive of `kind` stamped `at`, to be written as `<name>.partial` and published.
     pub fn new_partial(&self, kind: ArchiveKind, at: DateTime<Utc>) -> Partial {
-        self.new_partial_for(kind, at, false)
+        self.new_partial_for(kind, at, false, Compression::Gzip)
     }
 
-    /// [`ServiceDir::new_partial`], named `.tar.gz.age` when `encrypted`.
-    pub fn new_partial_for(&self, kind: ArchiveKind, at: DateTime<Utc>, encrypted: bool) -> Partial {
-        let archive = Store::new_archive_path_for(&self.path, kind, at, encrypted);
+    /// [`ServiceDir::new_partial`], named for `compression` (`.tar.gz`, `.tar.zst`) and with
+    /// `.age` when `encrypted`.
+    pub fn new_partial_for(
+        &self,
+        kind: ArchiveKind,
+        at: DateTime<Utc>,
+        encrypted: bool,
+        compression: Compression,
+    ) -> Partial {
+        let archive = Store::new_archive_path_for(&self.path, kind, at, encrypted, compression);
         Partial { path: partial_of(&archive), archive, dir: self.path.clone(), published: false }
     }
 

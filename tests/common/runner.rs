@@ -103,7 +103,8 @@ pub fn name_of(p: &Path) -> String {
 
 fn is_archive(p: &Path) -> bool {
     let name = name_of(p);
-    name.ends_with(".tar.gz") || name.ends_with(".tar.gz.age")
+    let name = name.strip_suffix(".age").unwrap_or(&name);
+    name.ends_with(".tar.gz") || name.ends_with(".tar.zst")
 }
 
 /// A finished db-backup invocation.
