@@ -60,6 +60,8 @@ struct Parallel<'a, 'b> {
     stop: Arc<ShutdownTrigger>,
     local: Shutdown,
     next_worker: usize,
+    /// What the next session started replays first (the splitter's latest [`Piece::Setup`]).
+    setup: Bytes,
 }
 
 /// Replays `step`'s entry as described above; `session` is another session on its database.
@@ -80,7 +82,7 @@ pub(super) async fn replay_split(
             stop.abort();
         })
     };
-    let mut run = Parallel { ctx, step, session, jobs: ctx.jobs, stop, local, next_worker: 0 };
+    let mut run = Parallel { ctx, step, session, jobs: ctx.jobs, stop, local, next_worker: 0, setup: Bytes::new() };
     let mut open = run.start(step.command.clone(), Vec::new());
     let stopped = loop {
         let (pieces, end) = match source.recv().await {
@@ -91,7 +93,7 @@ pub(super) async fn replay_split(
             Ok(pieces) => pieces,
             Err(refusal) => break Some(Stop::Refused(refusal)),
         };
-        if let Err(stop) = run.deliver(&mut open, splitter.as_ref(), pieces).await {
+        if let Err(stop) = run.deliver(&mut open, pieces).await {
             break Some(stop);
         }
         if end {
@@ -136,15 +138,19 @@ impl Parallel<'_, '_> {
 
     /// Hands pieces on; where the kind of piece changes, the open phase ends (well) before the
     /// next one starts.
-    async fn deliver(&mut self, open: &mut Open, splitter: &dyn Split, pieces: Vec<Piece>) -> Result<(), Stop> {
+    async fn deliver(&mut self, open: &mut Open, pieces: Vec<Piece>) -> Result<(), Stop> {
         for piece in pieces {
             let next_phase = match (&piece, &*open) {
+                (Piece::Setup(setup), _) => {
+                    self.setup = setup.clone();
+                    continue;
+                }
                 (Piece::Serial(_), Open::Serial(_)) | (Piece::Batch(_), Open::Data(_)) => None,
                 (Piece::Serial(_), Open::Data(_)) => Some(false),
                 (Piece::Batch(_), Open::Serial(_)) => Some(true),
             };
             if let Some(data) = next_phase {
-                let setup = splitter.session_setup();
+                let setup = self.setup.to_vec();
                 let done = std::mem::replace(open, Open::Data(Vec::new()));
                 self.close(done, false).await.map_err(Stop::Failed)?;
                 *open = if data {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use memchr::{memchr, memchr2};
 
 use crate::engine::psql_guard::Refusal;
-use crate::engine::split::{Piece, Split, BATCH_BYTES};
+use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES};
 
 /// A partial line longer than this goes on to the serial session as it is (and stays there).
 const MAX_HELD: usize = 16 * 1024 * 1024;
@@ -146,14 +146,13 @@ pub struct MysqlSplitter {
     line: Vec<u8>,
     /// The current line went on to the serial session in parts (it was enormous).
     spilled: bool,
-    serial: Vec<u8>,
+    out: Pieces,
     /// An `INSERT INTO` statement started at a statement boundary, until it ends.
     statement: Option<Vec<u8>>,
     /// Rows (whole INSERT statements) not handed on yet.
     rows: Vec<u8>,
     /// The current run of rows is large: its batches go to the data sessions.
     routing: bool,
-    pieces: Vec<Piece>,
     setup: Vec<Vec<u8>>,
     /// The first `USE` was seen: later SETs are the schema's own (per table, trigger), not the
     /// session's.
@@ -173,11 +172,10 @@ impl MysqlSplitter {
             lexer: Lexer { delimiter: b";".to_vec(), mode: Mode::Code, versioned: false, in_statement: false },
             line: Vec::new(),
             spilled: false,
-            serial: Vec::new(),
+            out: Pieces::default(),
             statement: None,
             rows: Vec::new(),
             routing: false,
-            pieces: Vec::new(),
             setup: Vec::new(),
             preamble_done: false,
             batch_bytes: batch_bytes.max(1),
@@ -185,17 +183,22 @@ impl MysqlSplitter {
     }
 
     fn take_line(&mut self, line: &[u8]) {
+        let mut setting = false;
         if self.statement.is_none() && self.lexer.at_boundary() && self.lexer.delimiter == b";" {
             if line.starts_with(b"INSERT INTO `") {
                 self.statement = Some(Vec::new());
             } else {
-                self.note_setup(line);
+                setting = true;
             }
         }
         let (ends, last) = self.lexer.line(line);
         let Some(statement) = &mut self.statement else {
             self.end_run();
-            self.serial.extend_from_slice(line);
+            // A session started for this line needs the setup from before it.
+            self.out.serial(line, || self.setup.concat());
+            if setting {
+                self.note_setup(line);
+            }
             return;
         };
         statement.extend_from_slice(line);
@@ -214,7 +217,7 @@ impl MysqlSplitter {
         } else {
             // Not one whole INSERT ending its line (or an enormous one): it stays serial.
             self.end_run();
-            self.serial.extend_from_slice(&statement);
+            self.out.serial(&statement, || self.setup.concat());
         }
     }
 
@@ -228,21 +231,14 @@ impl MysqlSplitter {
             self.emit_rows();
         } else {
             let rows = std::mem::take(&mut self.rows);
-            self.serial.extend_from_slice(&rows);
+            self.out.serial(&rows, || self.setup.concat());
         }
         self.routing = false;
     }
 
     fn emit_rows(&mut self) {
-        self.flush_serial();
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.batch_bytes + 64 * 1024));
-        self.pieces.push(Piece::Batch(Bytes::from(rows)));
-    }
-
-    fn flush_serial(&mut self) {
-        if !self.serial.is_empty() {
-            self.pieces.push(Piece::Serial(Bytes::from(std::mem::take(&mut self.serial))));
-        }
+        self.out.batch(rows, || self.setup.concat());
     }
 
     /// The dump's session settings from its preamble (`/*!40101 SET NAMES …*/;`, time zone,
@@ -296,8 +292,7 @@ impl Split for MysqlSplitter {
                 self.take_line(&whole);
             }
         }
-        self.flush_serial();
-        Ok(std::mem::take(&mut self.pieces))
+        Ok(self.out.take())
     }
 
     fn finish(&mut self) -> Result<Vec<Piece>, Refusal> {
@@ -307,14 +302,9 @@ impl Split for MysqlSplitter {
         }
         self.end_run();
         if let Some(statement) = self.statement.take() {
-            self.serial.extend_from_slice(&statement);
+            self.out.serial(&statement, || self.setup.concat());
         }
-        self.flush_serial();
-        Ok(std::mem::take(&mut self.pieces))
-    }
-
-    fn session_setup(&self) -> Vec<u8> {
-        self.setup.concat()
+        Ok(self.out.take())
     }
 }
 
@@ -325,7 +315,7 @@ impl MysqlSplitter {
         if !self.spilled {
             self.end_run();
             if let Some(statement) = self.statement.take() {
-                self.serial.extend_from_slice(&statement);
+                self.out.serial(&statement, || self.setup.concat());
             }
             self.spilled = true;
         }
@@ -334,7 +324,7 @@ impl MysqlSplitter {
 
     fn spill_line(&mut self, part: &[u8]) {
         self.lexer.line(part);
-        self.serial.extend_from_slice(part);
+        self.out.serial(part, || self.setup.concat());
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 
 /// The pieces of `sql` fed in chunks of `size`, adjacent serial pieces joined.
-fn split(sql: &str, batch: usize, size: usize) -> (Vec<Piece>, String) {
+fn split(sql: &str, batch: usize, size: usize) -> Vec<Piece> {
     let mut s = MysqlSplitter::with_batch_bytes(batch);
     let mut pieces = Vec::new();
     for chunk in sql.as_bytes().chunks(size.max(1)) {
@@ -19,19 +19,20 @@ fn split(sql: &str, batch: usize, size: usize) -> (Vec<Piece>, String) {
             (_, piece) => joined.push(piece),
         }
     }
-    (joined, String::from_utf8(s.session_setup()).unwrap())
+    joined
 }
 
 /// Whole and in chunks of every size up to 13 bytes: all must agree, and nothing is lost.
-fn pieces(sql: &str, batch: usize) -> (Vec<Piece>, String) {
+fn pieces(sql: &str, batch: usize) -> Vec<Piece> {
     let whole = split(sql, batch, sql.len());
     for size in 1..14 {
         assert_eq!(split(sql, batch, size), whole, "chunks of {size} disagree");
     }
     let mut all = Vec::new();
-    for piece in &whole.0 {
-        let (Piece::Serial(b) | Piece::Batch(b)) = piece;
-        all.extend_from_slice(b);
+    for piece in &whole {
+        if let Piece::Serial(b) | Piece::Batch(b) = piece {
+            all.extend_from_slice(b);
+        }
     }
     assert_eq!(String::from_utf8(all).unwrap(), sql, "bytes lost or reordered");
     whole
@@ -67,21 +68,22 @@ fn dump() -> String {
 
 #[test]
 fn large_runs_of_inserts_become_batches_between_serial_schema() {
-    let (got, setup) = pieces(&dump(), 10);
-    assert_eq!(got, vec![serial(PREAMBLE), batch(ROWS_1), batch(ROWS_2), serial(AFTER)]);
-    // The preamble's settings and the USE, not the per-table character set.
+    // Sessions replay the preamble's settings and the USE, not the per-table character set.
+    let setup = Piece::Setup(Bytes::from_static(
+        b"/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n/*!40101 SET NAMES utf8mb4 */;\n\
+          /*!40103 SET TIME_ZONE='+00:00' */;\n/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n\
+          /*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;\nUSE `shop`;\n",
+    ));
     assert_eq!(
-        setup,
-        "/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n/*!40101 SET NAMES utf8mb4 */;\n\
-         /*!40103 SET TIME_ZONE='+00:00' */;\n/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n\
-         /*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;\nUSE `shop`;\n"
+        pieces(&dump(), 10),
+        vec![serial(PREAMBLE), setup.clone(), batch(ROWS_1), batch(ROWS_2), setup, serial(AFTER)]
     );
 }
 
 #[test]
 fn a_run_of_rows_smaller_than_a_batch_stays_serial() {
     let sql = dump();
-    assert_eq!(pieces(&sql, 1 << 20).0, vec![serial(&sql)]);
+    assert_eq!(pieces(&sql, 1 << 20), vec![serial(&sql)]);
 }
 
 #[test]
@@ -94,19 +96,21 @@ fn inserts_that_are_not_one_whole_statement_ending_a_line_stay_serial() {
         "/* c\nINSERT INTO `c` VALUES (1);\n*/\n",
         "DELIMITER //\nINSERT INTO `c` VALUES (1);\n//\nDELIMITER ;\n",
     ] {
-        let (got, _) = pieces(sql, 1);
+        let got = pieces(sql, 1);
         assert!(
             got.iter().all(|p| !matches!(p, Piece::Batch(b) if b.starts_with(b"INSERT INTO `c` VALUES (1)"))),
             "{sql:?}: {got:?}"
         );
     }
     let sql = "INSERT INTO `c` VALUES (1,'\n');\n";
-    assert_eq!(pieces(sql, 1).0, vec![batch(sql)]);
+    assert_eq!(pieces(sql, 1), vec![Piece::Setup(Bytes::new()), batch(sql)]);
 }
 
 #[test]
 fn autocommit_and_later_settings_are_not_part_of_a_session_setup() {
     let sql =
         "/*!40101 SET NAMES utf8mb4 */;\n/*!40101 SET autocommit=0 */;\nUSE `a`;\n/*!40101 SET x=1 */;\nUSE `b`;\n";
-    assert_eq!(split(sql, 1, 4).1, "/*!40101 SET NAMES utf8mb4 */;\nUSE `b`;\n");
+    let mut s = MysqlSplitter::with_batch_bytes(1);
+    s.push(sql.as_bytes()).unwrap();
+    assert_eq!(s.setup.concat(), b"/*!40101 SET NAMES utf8mb4 */;\nUSE `b`;\n");
 }

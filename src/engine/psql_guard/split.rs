@@ -8,7 +8,7 @@ use bytes::Bytes;
 use memchr::memchr;
 
 use super::{PsqlGuard, Refusal};
-use crate::engine::split::{Piece, Split, BATCH_BYTES};
+use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES};
 
 /// Serial bytes held back longer than this (one enormous statement) go on checked so far.
 const MAX_HELD: usize = 16 * 1024 * 1024;
@@ -39,8 +39,7 @@ pub struct Splitter {
     /// Part of `segment` went on already (an enormous statement): it is no COPY line to route.
     spilled: bool,
     copying: Copying,
-    serial: Vec<u8>,
-    pieces: Vec<Piece>,
+    out: Pieces,
     /// Rows were routed since the last serial statement: comments alone need no serial session.
     after_batch: bool,
     setup: Setup,
@@ -67,8 +66,7 @@ impl Splitter {
             segment: Vec::new(),
             spilled: false,
             copying: Copying::No,
-            serial: Vec::new(),
-            pieces: Vec::new(),
+            out: Pieces::default(),
             after_batch: false,
             setup: Setup::default(),
             batch_bytes: batch_bytes.max(1),
@@ -92,11 +90,10 @@ impl Splitter {
             } else if self.segment.len() > MAX_HELD && !matches!(self.copying, Copying::Routed { .. }) {
                 self.spilled = true;
                 let held = std::mem::take(&mut self.segment);
-                self.serial.extend_from_slice(&held);
+                self.out.serial(&held, || self.setup.bytes());
             }
         }
-        self.flush_serial();
-        Ok(std::mem::take(&mut self.pieces))
+        Ok(self.out.take())
     }
 
     /// The entry ended: the rest, once its last line is checked too.
@@ -112,26 +109,8 @@ impl Splitter {
             self.copying = Copying::No;
         }
         let rest = std::mem::take(&mut self.segment);
-        self.serial.extend_from_slice(&rest);
-        self.flush_serial();
-        Ok(std::mem::take(&mut self.pieces))
-    }
-
-    /// What a new session replays first (see [`Setup`]).
-    fn setup_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Restricted psql refuses every other meta-command, `\encoding` among them.
-        for line in &self.setup.encoding {
-            out.extend_from_slice(line);
-        }
-        if let Some(line) = &self.setup.restrict {
-            out.extend_from_slice(line);
-        }
-        for statement in &self.setup.settings {
-            out.extend_from_slice(statement);
-            out.push(b'\n');
-        }
-        out
+        self.out.serial(&rest, || self.setup.bytes());
+        Ok(self.out.take())
     }
 
     /// A whole COPY data row at the start of `rest`, taken without lexing each byte: its length.
@@ -159,7 +138,7 @@ impl Splitter {
                     self.emit_batch();
                 }
             }
-            _ => self.serial.extend_from_slice(row),
+            _ => self.out.serial(row, || self.setup.bytes()),
         }
     }
 
@@ -176,12 +155,12 @@ impl Splitter {
                     self.after_batch = true;
                 } else {
                     self.unroute();
-                    self.serial.extend_from_slice(&segment);
+                    self.out.serial(&segment, || self.setup.bytes());
                 }
                 self.copying = Copying::No;
             }
             Copying::Serial => {
-                self.serial.extend_from_slice(&segment);
+                self.out.serial(&segment, || self.setup.bytes());
                 if !self.guard.in_copy {
                     self.copying = Copying::No;
                 }
@@ -194,7 +173,7 @@ impl Splitter {
                     self.copying = Copying::Routed { header: segment, batch, sent: false };
                 } else {
                     self.copying = Copying::Serial;
-                    self.serial.extend_from_slice(&segment);
+                    self.out.serial(&segment, || self.setup.bytes());
                 }
             }
             Copying::No => {
@@ -205,10 +184,11 @@ impl Splitter {
                 if !idle {
                     self.after_batch = false;
                 }
+                // A session started for this segment needs the setup from before it.
+                self.out.serial(&segment, || self.setup.bytes());
                 if !spilled {
                     self.setup.note(&segment);
                 }
-                self.serial.extend_from_slice(&segment);
             }
         }
     }
@@ -217,7 +197,7 @@ impl Splitter {
     /// more than it saves there.
     fn unroute(&mut self) {
         if let Copying::Routed { batch, .. } = std::mem::replace(&mut self.copying, Copying::Serial) {
-            self.serial.extend_from_slice(&batch);
+            self.out.serial(&batch, || self.setup.bytes());
         }
     }
 
@@ -232,14 +212,7 @@ impl Splitter {
         let mut full = std::mem::replace(batch, next);
         full.extend_from_slice(b"\\.\n");
         *sent = true;
-        self.flush_serial();
-        self.pieces.push(Piece::Batch(Bytes::from(full)));
-    }
-
-    fn flush_serial(&mut self) {
-        if !self.serial.is_empty() {
-            self.pieces.push(Piece::Serial(Bytes::from(std::mem::take(&mut self.serial))));
-        }
+        self.out.batch(full, || self.setup.bytes());
     }
 }
 
@@ -251,13 +224,26 @@ impl Split for Splitter {
     fn finish(&mut self) -> Result<Vec<Piece>, Refusal> {
         self.finish_entry()
     }
-
-    fn session_setup(&self) -> Vec<u8> {
-        self.setup_bytes()
-    }
 }
 
 impl Setup {
+    /// What a new session replays first.
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Restricted psql refuses every other meta-command, `\encoding` among them.
+        for line in &self.encoding {
+            out.extend_from_slice(line);
+        }
+        if let Some(line) = &self.restrict {
+            out.extend_from_slice(line);
+        }
+        for statement in &self.settings {
+            out.extend_from_slice(statement);
+            out.push(b'\n');
+        }
+        out
+    }
+
     /// Keeps what a segment of the serial stream changes for the sessions started later.
     fn note(&mut self, segment: &[u8]) {
         if segment.starts_with(b"\\restrict ") {

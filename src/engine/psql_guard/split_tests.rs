@@ -2,7 +2,7 @@ use super::*;
 
 /// The pieces of `sql` fed in chunks of `size`, adjacent serial pieces joined (where reads end
 /// must not change what goes where).
-fn split(sql: &str, batch: usize, size: usize) -> Result<(Vec<Piece>, String), Refusal> {
+fn split(sql: &str, batch: usize, size: usize) -> Result<Vec<Piece>, Refusal> {
     let mut s = Splitter::with_batch_bytes(PsqlGuard::for_database("app"), batch);
     let mut pieces = Vec::new();
     for chunk in sql.as_bytes().chunks(size.max(1)) {
@@ -20,11 +20,11 @@ fn split(sql: &str, batch: usize, size: usize) -> Result<(Vec<Piece>, String), R
             (_, piece) => joined.push(piece),
         }
     }
-    Ok((joined, String::from_utf8(s.session_setup()).unwrap()))
+    Ok(joined)
 }
 
 /// Splits whole and in chunks of every size up to 13 bytes: all must agree.
-fn pieces(sql: &str, batch: usize) -> (Vec<Piece>, String) {
+fn pieces(sql: &str, batch: usize) -> Vec<Piece> {
     let whole = split(sql, batch, sql.len()).unwrap();
     for size in 1..14 {
         assert_eq!(split(sql, batch, size).unwrap(), whole, "chunks of {size} disagree on {sql:?}");
@@ -38,6 +38,10 @@ fn serial(s: &str) -> Piece {
 
 fn batch(s: &str) -> Piece {
     Piece::Batch(Bytes::from(s.to_string()))
+}
+
+fn setup(s: &str) -> Piece {
+    Piece::Setup(Bytes::from(s.to_string()))
 }
 
 /// The shape of `pg_dump --create`: preamble, database, schema, data, post-data.
@@ -57,40 +61,42 @@ ALTER TABLE ONLY public.a ADD CONSTRAINT a_pkey PRIMARY KEY (id);\n\n\
 
 #[test]
 fn pre_data_goes_serial_rows_go_in_batches_then_post_data_serial() {
-    let (got, setup) = pieces(DUMP, 12);
+    let got = pieces(DUMP, 12);
     let pre_end = DUMP.find("COPY public.a").unwrap();
     let header = "COPY public.a (id, t) FROM stdin;\n";
+    // Sessions started after the \connect replay its settings; \encoding before the \restrict
+    // that would refuse it.
+    let settings =
+        "\\encoding UTF8\n\\restrict K1\nSET statement_timeout = 0;\nSET standard_conforming_strings = on;\n\
+                    SELECT pg_catalog.set_config('search_path', '', false);\n";
     assert_eq!(
         got,
         vec![
             serial(&DUMP[..pre_end]),
+            setup(settings),
             // Rows `\\.` and `\.` are data, not the end of the block.
             batch(&format!("{header}1\tx\n2\t\\\\.\n3\t\\.\n\\.\n")),
             batch(&format!("{header}\\N\ty\n5\tz\n\\.\n")),
             // The comments between tables are nothing to replay; a table whose rows fit in one
-            // batch (none here) stays serial, and so does everything after it.
+            // batch (none here) stays serial, and so does everything after it, `\unrestrict` too.
+            setup(settings),
             serial(&DUMP[DUMP.find("COPY public.empty").unwrap()..]),
         ]
-    );
-    // Settings from after the \connect only; the entry ended unrestricted.
-    assert_eq!(
-        setup,
-        "\\encoding UTF8\nSET statement_timeout = 0;\nSET standard_conforming_strings = on;\n\
-         SELECT pg_catalog.set_config('search_path', '', false);\n"
     );
     // Mid-entry, a session starts restricted, after the \encoding the restriction would refuse.
     let mut s = Splitter::new(PsqlGuard::for_database("app"));
     s.push(b"\\restrict K1\nSET a = 1;\n\\unrestrict K1\n\\encoding UTF8\n\\restrict K2\n").unwrap();
-    assert_eq!(s.session_setup(), b"\\encoding UTF8\n\\restrict K2\nSET a = 1;\n");
+    assert_eq!(s.setup.bytes(), b"\\encoding UTF8\n\\restrict K2\nSET a = 1;\n");
 }
 
 #[test]
 fn a_large_table_is_cut_between_rows_only() {
     let rows: String = (0..1000).map(|i| format!("{i}\tsome text {i}\n")).collect();
     let sql = format!("COPY public.big (id, t) FROM stdin;\n{rows}\\.\n");
-    let (got, _) = split(&sql, 1000, 4096).unwrap();
+    let got = split(&sql, 1000, 4096).unwrap();
+    assert_eq!(got[0], setup(""));
     let mut back = String::new();
-    for piece in &got {
+    for piece in &got[1..] {
         let Piece::Batch(b) = piece else { panic!("not a batch: {piece:?}") };
         let text = std::str::from_utf8(b).unwrap();
         let body = text.strip_prefix("COPY public.big (id, t) FROM stdin;\n").unwrap().strip_suffix("\\.\n").unwrap();
@@ -104,7 +110,7 @@ fn a_large_table_is_cut_between_rows_only() {
 #[test]
 fn a_table_whose_rows_fit_in_one_batch_stays_serial() {
     let sql = "COPY a (x) FROM stdin;\n1\n2\n\\.\nCOPY b (x) FROM stdin;\n\\.\n";
-    assert_eq!(pieces(sql, 100).0, vec![serial(sql)]);
+    assert_eq!(pieces(sql, 100), vec![serial(sql)]);
 }
 
 #[test]
@@ -114,7 +120,7 @@ fn copy_lookalikes_in_strings_and_function_bodies_stay_serial() {
         "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$\nCOPY public.t (a) FROM stdin;\n$$;\n",
         "/*\nCOPY public.t (a) FROM stdin;\n1\n\\.\n*/ SELECT 1;\n",
     ] {
-        let (got, _) = pieces(sql, 4);
+        let got = pieces(sql, 4);
         assert_eq!(got, vec![serial(sql)], "{sql:?}");
     }
 }
@@ -129,7 +135,7 @@ fn copy_lines_a_new_session_might_read_differently_stay_serial() {
         "COPY public.\"a;b\" (a) FROM stdin;\n1\n\\.\n",
         "COPY public.t (a) FROM STDIN;\n1\n\\.\n",
     ] {
-        let (got, _) = pieces(sql, 4);
+        let got = pieces(sql, 4);
         assert_eq!(got, vec![serial(sql)], "{sql:?}");
     }
 }
@@ -137,13 +143,16 @@ fn copy_lines_a_new_session_might_read_differently_stay_serial() {
 #[test]
 fn a_statement_between_tables_comes_after_their_rows_and_comments_do_not_interrupt() {
     let sql = "COPY a (x) FROM stdin;\n1\n\\.\n\n--\n-- next\n--\n\nCOPY b (x) FROM stdin;\n2\n\\.\nSET x = 1;\nCOPY c (x) FROM stdin;\n3\n\\.\n";
-    let (got, _) = pieces(sql, 1);
+    let got = pieces(sql, 1);
     assert_eq!(
         got,
         vec![
+            setup(""),
             batch("COPY a (x) FROM stdin;\n1\n\\.\n"),
             batch("COPY b (x) FROM stdin;\n2\n\\.\n"),
+            setup(""),
             serial("SET x = 1;\n"),
+            setup("SET x = 1;\n"),
             batch("COPY c (x) FROM stdin;\n3\n\\.\n"),
         ]
     );
@@ -154,7 +163,7 @@ fn large_objects_and_multiple_databases_stay_serial() {
     // pg_dump writes large objects as function calls, and each database is its own entry.
     let sql = "SELECT pg_catalog.lo_create('16390');\nSELECT pg_catalog.lo_open('16390', 131072);\n\
                SELECT pg_catalog.lowrite(0, '\\x616263');\nSELECT pg_catalog.lo_close(0);\n";
-    let (got, _) = pieces(sql, 4);
+    let got = pieces(sql, 4);
     assert_eq!(got, vec![serial(sql)]);
     let other = Splitter::new(PsqlGuard::for_database("app")).push(b"\\connect other\n");
     assert!(other.unwrap_err().what.contains("only to the entry's own database"));
@@ -166,7 +175,7 @@ fn a_refusal_inside_copy_data_or_after_it_stops_the_split() {
     assert!(s.push(b"COPY t (a) FROM stdin;\n1\n2\0\n").is_err());
     let mut s = Splitter::with_batch_bytes(PsqlGuard::for_database("app"), 1);
     let got = s.push(b"COPY t (a) FROM stdin;\n1\n\\.\n").unwrap();
-    assert_eq!(got, vec![batch("COPY t (a) FROM stdin;\n1\n\\.\n")]);
+    assert_eq!(got, vec![setup(""), batch("COPY t (a) FROM stdin;\n1\n\\.\n")]);
     let err = s.push(b"SELECT 1; \\! id\n").unwrap_err();
     assert!(err.what.contains("\\! id"), "{err}");
 }
