@@ -58,7 +58,7 @@ SELECT 'view', pg_get_viewdef('big_orders');
 SELECT 'lo', oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 2;
 SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 2;
 SELECT 'constraint', conrelid::regclass, conname, pg_get_constraintdef(oid), convalidated
-  FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 2, 3;
+  FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY conrelid::regclass::text, conname;
 "#;
 
 const FINGERPRINT_CRM: &str = "SELECT md5(string_agg(t::text, '|' ORDER BY id)), count(*) FROM contacts t;";

@@ -9,7 +9,6 @@
 //! Every session runs the client with the same `--binary-mode`/`--sandbox` as a serial replay,
 //! so a batch can do no more than the same line could have done there.
 
-use bytes::Bytes;
 use memchr::{memchr, memchr2};
 
 use crate::engine::psql_guard::Refusal;

@@ -4,7 +4,6 @@
 //! guard says psql would be between statements or between rows, so text that only looks like a
 //! COPY (inside a string, a function body) never leaves the serial stream.
 
-use bytes::Bytes;
 use memchr::memchr;
 
 use super::{PsqlGuard, Refusal};
