@@ -236,6 +236,45 @@ fn postgres_session_terminated_by_the_server_fails_the_restore_and_stops_the_oth
     assert_eq!(our_tools_in(&db), "", "tools left running after the failed restore");
 }
 
+#[test]
+fn sigterm_during_a_parallel_load_stops_every_session_and_says_what_was_replayed() {
+    let (svc, db, backups) = filled_postgres("parterm");
+    let mut restore = Background::spawn({
+        let mut cmd = backups.command(&["restore", &svc]);
+        cmd.env("DB_BACKUP_RESTORE_JOBS", "3");
+        cmd
+    });
+    let pid = restore.child.as_ref().unwrap().id();
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' AND query ILIKE 'copy public.slow%from stdin%' AND state = 'active'";
+    wait_for(Duration::from_secs(120), "two sessions loading the rows of slow", || {
+        assert!(restore.running(), "the restore ended before its rows loaded");
+        (psql(&db, "template1", sql).trim().parse::<usize>().unwrap_or(0) >= 2).then_some(())
+    });
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(sent.success());
+    let run = restore.wait(Duration::from_secs(20));
+    record_output("db-backup restore (SIGTERM, parallel)", &run.all());
+    assert_eq!(run.code, 130, "{}", run.all());
+    assert!(!run.all().contains("restore complete"), "{}", run.all());
+    assert!(run.stderr.contains("interrupted mid-replay, likely incomplete: database shop;"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("replayed completely: roles and grants, database crm, database postgres;"),
+        "{}",
+        run.stderr
+    );
+    let safety = backups.safety_archives(&svc);
+    assert_eq!(safety.len(), 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("db-backup restore {svc} --archive {}", name_of(&safety[0]))),
+        "{}",
+        run.stderr
+    );
+    // Every session's tool is gone from the container, not left running on its own.
+    wait_for(Duration::from_secs(5), "db-backup's tools to be gone from the container", || {
+        our_tools_in(&db).is_empty().then_some(())
+    });
+}
+
 const MY_PW: &str = "MARIADB_ROOT_PASSWORD=my-root-Par-1";
 
 /// MariaDB replays serially whatever the setting: the same round trip must hold with it set.
@@ -266,4 +305,50 @@ fn mariadb_round_trip_holds_with_restore_jobs_set() {
     let restored = restore_with_jobs(&backups, &svc, "3").ok();
     assert!(restored.stdout.contains("restore complete"), "{}", restored.all());
     assert_eq!(mysql(&db, print), before, "{}", restored.all());
+}
+
+/// A row the server refuses, in the middle of a table large enough for several batches: the
+/// restore fails, names the safety archive, and no tool stays in the container.
+#[test]
+fn mariadb_session_failing_on_a_row_fails_the_restore_and_names_the_safety_archive() {
+    let svc = unique("parmybad");
+    let db = mariadb(MARIADB_IMAGE, &svc, &[MY_PW], &[]);
+    // Written with the CHECK switched off, so the dump holds a row the restore refuses.
+    mysql(
+        &db,
+        "CREATE DATABASE shop;
+         USE shop;
+         CREATE TABLE big (id INT PRIMARY KEY, v INT, pad VARCHAR(60), CONSTRAINT v_ok CHECK (v <> 13)) ENGINE=InnoDB;
+         SET SESSION check_constraint_checks = 0;
+         INSERT INTO big SELECT seq, IF(seq = 150000, 13, seq), MD5(seq) FROM seq_1_to_200000;
+         CREATE TABLE zz_after (id INT) ENGINE=InnoDB;",
+    );
+    let backups = Backups::new();
+    backups.run(&["backup", &svc]).ok();
+
+    let run = restore_with_jobs(&backups, &svc, "3");
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(!run.all().contains("restore complete"), "{}", run.all());
+    assert!(run.stderr.contains("restore of database shop from"), "{}", run.stderr);
+    assert!(run.stderr.contains("v_ok"), "{}", run.stderr);
+    let safety = backups.safety_archives(&svc);
+    assert_eq!(safety.len(), 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("the state before this restore is in {}", name_of(&safety[0]))),
+        "{}",
+        run.stderr
+    );
+    // What follows the failed rows never ran.
+    assert_eq!(
+        mysql(
+            &db,
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'zz_after'"
+        )
+        .trim(),
+        "0"
+    );
+    let tools = db.sh_ok(
+        "for d in /proc/[0-9]*; do if grep -qa DBB_EXEC= \"$d/environ\" 2>/dev/null; then tr '\\0' ' ' < \"$d/cmdline\"; echo; fi; done",
+    );
+    assert_eq!(tools.trim(), "", "tools left running after the failed restore");
 }
