@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 
 /// The pieces of `sql` fed in chunks of `size`, adjacent serial pieces joined (where reads end
 /// must not change what goes where).
