@@ -12,6 +12,8 @@ pub const DEFAULT_ROOT: &str = "/backup";
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 /// zstd level 3: zstd's own default; see the zstd section of the README for level 1 against 3.
 pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
+/// Sessions a restore loads rows through at once (see `DB_BACKUP_RESTORE_JOBS`).
+pub const DEFAULT_RESTORE_JOBS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,6 +31,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// `DB_BACKUP_STALL_TIMEOUT`: a dump that sends nothing for this long is killed.
     pub stall_timeout: Duration,
+    /// `DB_BACKUP_RESTORE_JOBS`: sessions loading a database's rows at once in a restore (1: one).
+    pub restore_jobs: usize,
     /// `TZ`: the zone schedules are read in.
     pub zone: Tz,
     /// `DB_BACKUP_SCOPE`: only containers with this label.
@@ -92,6 +96,13 @@ impl Settings {
                 Err(e) => return Err(format!("DB_BACKUP_STALL_TIMEOUT: {e}")),
             },
         };
+        let restore_jobs = match get("DB_BACKUP_RESTORE_JOBS").filter(|s| !s.is_empty()) {
+            None => DEFAULT_RESTORE_JOBS,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=16).contains(&n) => n,
+                _ => return Err(format!("DB_BACKUP_RESTORE_JOBS: '{v}' is not a number from 1 to 16")),
+            },
+        };
         let zone = zone_from(get("TZ").as_deref())?;
         let scope = get("DB_BACKUP_SCOPE")
             .filter(|s| !s.trim().is_empty())
@@ -109,6 +120,7 @@ impl Settings {
             max_concurrent,
             stop_grace,
             stall_timeout,
+            restore_jobs,
             zone,
             scope,
             alerts,
@@ -160,6 +172,8 @@ mod tests {
         assert!(settings(&[("DB_BACKUP_STOP_GRACE", "soon")]).unwrap_err().contains("DB_BACKUP_STOP_GRACE"));
         assert!(settings(&[("DB_BACKUP_STALL_TIMEOUT", "soon")]).unwrap_err().contains("DB_BACKUP_STALL_TIMEOUT"));
         assert!(settings(&[("DB_BACKUP_STALL_TIMEOUT", "0")]).unwrap_err().contains("DB_BACKUP_STALL_TIMEOUT"));
+        assert!(settings(&[("DB_BACKUP_RESTORE_JOBS", "0")]).unwrap_err().contains("DB_BACKUP_RESTORE_JOBS"));
+        assert_eq!(settings(&[("DB_BACKUP_RESTORE_JOBS", "1")]).unwrap().restore_jobs, 1);
         assert!(settings(&[("TZ", "Nowhere/Land")]).unwrap_err().contains("TZ"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "db-backup.type=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));
         assert!(settings(&[("DB_BACKUP_SCOPE", "=x")]).unwrap_err().contains("DB_BACKUP_SCOPE"));

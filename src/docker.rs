@@ -89,6 +89,7 @@ pub struct ExecStatus {
     pub stdout_bytes: u64,
 }
 
+#[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
     /// Only containers carrying this label (`DB_BACKUP_SCOPE`) are ours.

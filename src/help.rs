@@ -20,6 +20,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "gzip",
     ),
     ("DB_BACKUP_ZSTD_LEVEL", "zstd level, 1-19", "3"),
+    (
+        "DB_BACKUP_RESTORE_JOBS",
+        "sessions loading a database's table rows at once during a restore (PostgreSQL, MySQL/MariaDB; 1-16; 1: one session replays each database)",
+        "3",
+    ),
     ("DB_BACKUP_SCOPE", "only containers carrying this label (key or key=value)", "all labeled containers"),
     ("DB_BACKUP_KEEP", "retention for services without a keep label", "keep everything"),
     ("DB_BACKUP_REMOTE", "offsite copy of every archive: s3://bucket[/prefix]", "none"),

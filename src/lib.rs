@@ -39,7 +39,9 @@
 //! Runs:
 //! - [`backup`] is one backup: plan → dump each entry → manifest → verify what was written →
 //!   publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
-//!   backup, replay, report. [`verify`] proves an archive whole and replayable.
+//!   backup, replay, report; a database entry replays through several sessions
+//!   (`restore/parallel.rs`, `DB_BACKUP_RESTORE_JOBS`): serial and data phases, each ended before
+//!   the next, fed by the engine's splitter. [`verify`] proves an archive whole and replayable.
 //!
 //! - [`drill`] is one restore drill: a throwaway container from the service's image (always
 //!   removed), `restore --into` it, every table's rows counted (`count(*)`; MongoDB: a mongodump
@@ -53,7 +55,10 @@
 //! - [`docker`] runs commands in containers (exec streams, exit codes, stall timeout) through
 //!   bollard. [`engine`] describes, per database engine, what to run and how to judge the result,
 //!   and rewrites roles/users for a restore; engines are built from (kind, credentials) and never
-//!   run anything themselves.
+//!   run anything themselves. `engine/split.rs` is how a dump is cut for a parallel replay: serial
+//!   bytes, batches of rows, the setup of new sessions; `psql_guard/split.rs` cuts where the psql
+//!   guard says psql is between statements or rows, `mysql/split.rs` where the client's own
+//!   statement splitting is.
 //!
 //! Offsite and trust:
 //! - [`remote`] is the bucket (`[<prefix>/]<host>/<service>/<archive>`): configuration from the

@@ -7,6 +7,7 @@
 mod archive_arg;
 mod choose;
 mod outcome;
+mod parallel;
 mod report;
 mod target;
 
@@ -23,7 +24,8 @@ use crate::config::Settings;
 use crate::crypto::encryption::Identities;
 use crate::discovery::Discovered;
 use crate::docker::{Docker, DockerError};
-use crate::engine::{engine_for, Engine, Feed, Probe, RestoreStep};
+use crate::engine::split::Split;
+use crate::engine::{engine_for, Engine, ExecCommand, Feed, Probe, RestoreStep};
 use crate::exit::Exit;
 use crate::labels::{BackupSpec, ContainerRef};
 use crate::manifest::{Manifest, MANIFEST_NAME};
@@ -149,6 +151,7 @@ pub async fn restore(
         rollback: &rollback,
         shutdown,
         identity,
+        jobs: settings.restore_jobs,
     };
     replay(&ctx, &archive, report).await?;
     confirm(docker, &target, engine.as_ref(), &manifest, &current, &archive_name, &rollback, report).await
@@ -333,6 +336,8 @@ struct Replay<'a> {
     rollback: &'a str,
     shutdown: &'a Shutdown,
     identity: Option<Arc<Identities>>,
+    /// Data sessions per database (`DB_BACKUP_RESTORE_JOBS`; 1: one session replays all).
+    jobs: usize,
 }
 
 impl Replay<'_> {
@@ -414,6 +419,12 @@ async fn replay_entry(
         Feed::Stream => data,
         Feed::Rewrite => rewritten(ctx.engine, data).await.map_err(|m| ctx.failed(m))?,
     };
+    if let Some((splitter, session)) = parallel_replay(ctx, step) {
+        parallel::replay_split(ctx, step, splitter, session, source, report).await?;
+        report.say(format!("replayed {}", step.what));
+        report.replayed.push(step.what.clone());
+        return Ok(());
+    }
     // Checked before anything was touched; checked again here in case the file changed since.
     let (source, refused) = match crate::engine::psql_guard::guard_for(ctx.manifest, name) {
         Some(guard) => {
@@ -444,6 +455,17 @@ async fn replay_entry(
     report.say(format!("replayed {}", step.what));
     report.replayed.push(step.what.clone());
     Ok(())
+}
+
+/// A database entry replayed through several sessions: its splitter and the command of a further
+/// session on its database, when jobs > 1 and the engine has such sessions.
+fn parallel_replay(ctx: &Replay<'_>, step: &RestoreStep) -> Option<(Box<dyn Split>, ExecCommand)> {
+    if ctx.jobs < 2 || step.feed != Feed::Stream {
+        return None;
+    }
+    let entry = ctx.manifest.entries.iter().find(|e| e.name == step.entry)?;
+    let crate::vocab::EntryRole::Database { database } = &entry.role else { return None };
+    ctx.engine.parallel_restore(database)
 }
 
 /// What the target holds after an interrupted replay, for the operator deciding what to do.

@@ -11,6 +11,7 @@ pub mod mongo;
 pub mod mysql;
 pub mod postgres;
 pub mod psql_guard;
+pub mod split;
 
 use crate::manifest::Manifest;
 use crate::vocab::{EngineKind, EntryRole, EnvName};
@@ -100,6 +101,12 @@ pub trait Engine: Send + Sync {
     /// An entry fed [`Feed::Rewrite`] (roles, users), made safe to replay over what exists.
     fn rewrite_for_restore(&self, sql: &str) -> String {
         sql.to_string()
+    }
+    /// How to replay a database entry through several sessions: the splitter that cuts it, and
+    /// another session on `database` (once its entry's first session has created it) reading
+    /// SQL on stdin (`None`: this engine replays serially).
+    fn parallel_restore(&self, _database: &str) -> Option<(Box<dyn split::Split>, ExecCommand)> {
+        None
     }
 }
 

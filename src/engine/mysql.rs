@@ -3,12 +3,15 @@
 //! users and grants. Restore ends the database's connections, drops it, replays its dump, then
 //! re-applies users and grants.
 
+use super::split::Split;
 use super::{
     entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
     Otherwise, Probe, RestoreStep, SH_PRELUDE,
 };
 use crate::manifest::Manifest;
 use crate::vocab::EntryRole;
+
+pub mod split;
 
 pub const TRAILER: &str = "-- Dump completed";
 const SYSTEM_DATABASES: &[&str] = &["information_schema", "performance_schema", "sys", "mysql"];
@@ -79,6 +82,15 @@ impl Engine for Mysql {
 
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
+    }
+
+    fn parallel_restore(&self, database: &str) -> Option<(Box<dyn Split>, ExecCommand)> {
+        // `--database=` in one word: a name starting with `-` stays a name.
+        let session = self
+            .script(&format!("{CLIENT_SAFE}exec $dbb_client $dbb_safe -u\"$dbb_user\" --default-character-set=utf8mb4 --max_allowed_packet=1G --database=\"$DBB_DB\" >/dev/null\n"))
+            .with_env("DBB_DB", database)
+            .with_stdin();
+        Some((Box::new(split::MysqlSplitter::default()), session))
     }
 
     fn probe_command(&self) -> ExecCommand {

@@ -2,6 +2,8 @@
 //! (schema, data, sequences, large objects, owners, database-level grants). Restore drops each
 //! archived database (ending its connections) and replays its dump with `ON_ERROR_STOP`.
 
+use super::psql_guard::{split::Splitter, PsqlGuard};
+use super::split::Split;
 use super::{
     entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
     Otherwise, Probe, RestoreStep, SH_PRELUDE,
@@ -58,6 +60,13 @@ impl Engine for Postgres {
 
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
+    }
+
+    fn parallel_restore(&self, database: &str) -> Option<(Box<dyn Split>, ExecCommand)> {
+        // PGDATABASE, not -d: psql would read a name containing '=' as a conninfo string.
+        let body = "PGDATABASE=$DBB_DB; export PGDATABASE\nexec psql -X -q -w -v ON_ERROR_STOP=1 -f - >/dev/null\n";
+        let session = self.script(&["psql"], body).with_env("DBB_DB", database).with_stdin();
+        Some((Box::new(Splitter::new(PsqlGuard::for_database(database))), session))
     }
 
     fn probe_command(&self) -> ExecCommand {

@@ -14,6 +14,7 @@
 
 mod meta;
 mod screen;
+pub mod split;
 #[cfg(test)]
 mod tests;
 

@@ -18,6 +18,7 @@ mod mariadb;
 mod mongo;
 mod offsite;
 mod offsite_age;
+mod parallel_restore;
 mod postgres;
 mod retention;
 mod trust_daemon;
