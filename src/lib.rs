@@ -37,8 +37,8 @@
 //!   concurrent backups and writes the status file; it asks [`schedule`] when to run.
 //!
 //! Runs:
-//! - [`backup`] is one backup: plan → dump each entry → manifest → verify what was written →
-//!   publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
+//! - [`backup`] is one backup: plan → dump each entry (a follower reads the file back from disk
+//!   behind the writer) → manifest → the follower's verdict → publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
 //!   backup, replay, report. [`verify`] proves an archive whole and replayable.
 //!
 //! - [`drill`] is one restore drill: a throwaway container from the service's image (always
@@ -63,7 +63,7 @@
 //! - [`crypto`] signs manifests (ed25519, OpenSSH's SSHSIG) and encrypts with age (keys from the
 //!   environment, streams). [`sealed`] applies it to archives: with recipients set, a backup
 //!   writes `<stamp>.tar.gz.age` through the age encryptor and a hashing writer (the ciphertext's
-//!   sha256 is compared with a re-read of the file), and every reader of an archive (verify,
+//!   sha256 is compared with the follower's read of the file as it is written), and every reader of an archive (verify,
 //!   restore, drills, remote fetch) opens it through [`sealed::open`], which decrypts with the
 //!   identity or refuses, before anything is touched, without it.
 //!
@@ -79,7 +79,8 @@
 //! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
 //!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
 //!   decompressor that work on every core. Written into a stream that cannot seek (encryption),
-//!   entries wait in memory for their header and long ones become parts the reader joins.
+//!   entries wait in memory for their header and long ones become parts the reader joins. The
+//!   writer reports what becomes final, and a follower reads and checks it from disk behind it.
 //!   [`manifest`] describes an archive's content.
 //!
 //! Leaves (import nothing from the crate, or only other leaves):

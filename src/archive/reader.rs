@@ -73,7 +73,7 @@ pub fn scan_reader<R: Read + Send>(input: R, shown: &str) -> Result<Scan, Archiv
 }
 
 /// Hashes an entry and keeps its tail; copies its bytes into `keep` when given.
-fn digest_entry(
+pub(super) fn digest_entry(
     name: &str,
     reader: &mut dyn Read,
     mut keep: Option<&mut Vec<u8>>,
@@ -113,7 +113,7 @@ fn digest_entry(
     Ok((info, tail.contents()))
 }
 
-fn check_manifest_is_last(entries: &[(EntryInfo, Vec<u8>)], path: &str) -> Result<(), ArchiveError> {
+pub(super) fn check_manifest_is_last(entries: &[(EntryInfo, Vec<u8>)], path: &str) -> Result<(), ArchiveError> {
     let first = entries
         .iter()
         .position(|(info, _)| info.name == MANIFEST_NAME)
@@ -160,7 +160,7 @@ impl From<ArchiveError> for Failure {
 }
 
 impl Failure {
-    fn into_error(self, label: &str, source_error: Option<io::Error>) -> ArchiveError {
+    pub(super) fn into_error(self, label: &str, source_error: Option<io::Error>) -> ArchiveError {
         let (error, place) = match self {
             Failure::Final(error) => return error,
             Failure::Stream { error, place } => (error, place),
@@ -176,17 +176,33 @@ impl Failure {
     }
 }
 
-fn corrupt(label: &str, what: String) -> Failure {
+pub(super) fn corrupt(label: &str, what: String) -> Failure {
     Failure::Final(ArchiveError::Corrupt(format!("{label} {what}")))
 }
 
-/// Walks the archive, decompressing its gzip members on every core.
+/// Walks the archive, decompressing it through [`with_decompressed`].
 fn walk<R: Read + Send>(
     source: &mut CountingReader<R>,
     label: &str,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    with_parallel_gunzip(source, threads(), |stream| walk_stream(stream, label, visit))
+    with_decompressed(source, |stream| walk_stream(stream, label, visit))
+}
+
+/// The codec's layer: runs `consume` on the decompressed bytes of `source` (gzip members,
+/// decompressed on every core). Every reader of archive bytes goes through here.
+fn with_decompressed<R: Read + Send, T>(source: R, consume: impl FnOnce(&mut dyn Read) -> T) -> T {
+    with_decompressed_on(source, threads(), consume)
+}
+
+/// [`with_decompressed`] on `threads` decompression threads (the follower, which keeps pace with
+/// a writer rather than with a disk, uses one).
+pub(super) fn with_decompressed_on<R: Read + Send, T>(
+    source: R,
+    threads: usize,
+    consume: impl FnOnce(&mut dyn Read) -> T,
+) -> T {
+    with_parallel_gunzip(source, threads, consume)
 }
 
 /// The tar block loop over the decompressed stream.
@@ -224,7 +240,7 @@ fn walk_stream(
 }
 
 /// What the next header announces.
-enum Item {
+pub(super) enum Item {
     /// The first zero block of the end-of-archive marker.
     End,
     /// A regular entry (its GNU long name already read).
@@ -232,7 +248,7 @@ enum Item {
 }
 
 /// Reads headers up to the next regular entry or the end-of-archive marker.
-fn next_item(mut stream: &mut dyn Read, label: &str, last: Option<&str>) -> Result<Item, Failure> {
+pub(super) fn next_item(mut stream: &mut dyn Read, label: &str, last: Option<&str>) -> Result<Item, Failure> {
     let mut long_name: Option<String> = None;
     let mut block = [0u8; BLOCK];
     loop {
@@ -457,7 +473,7 @@ fn read_long_name(
 
 /// Hands `size` bytes of the stream to `visit`, then drains what it left unread. Any read error
 /// seen on the way (even one `visit` swallowed or turned into another error) is the real cause.
-fn visit_entry(
+pub(super) fn visit_entry(
     stream: &mut impl Read,
     name: &str,
     size: u64,
@@ -486,7 +502,7 @@ fn visit_entry(
     Ok(())
 }
 
-fn skip_padding(stream: &mut (impl Read + ?Sized), size: u64, name: &str) -> Result<(), Failure> {
+pub(super) fn skip_padding(stream: &mut (impl Read + ?Sized), size: u64, name: &str) -> Result<(), Failure> {
     skip_exact(stream, padding(size).len() as u64)
         .map_err(|error| Failure::Stream { error, place: Place::Entry(name.to_owned()) })
 }
@@ -501,7 +517,7 @@ fn skip_exact(stream: &mut (impl Read + ?Sized), len: u64) -> io::Result<()> {
 
 /// After the first zero block: the second one must follow, and only zeros after that (GNU tar
 /// pads archives to its record size with zeros).
-fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failure> {
+pub(super) fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failure> {
     let mut block = [0u8; BLOCK];
     let stream_error = |error| Failure::Stream { error, place: Place::EndMarker };
     let complete = read_block(stream, &mut block).map_err(stream_error)?;
@@ -527,14 +543,14 @@ fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failu
 /// the caller maps it to something else. On the raw (compressed) input, a remembered error makes
 /// the failure an I/O error rather than a corrupt archive; on an entry handed to `visit`, it is
 /// the stream error behind whatever `visit` returned.
-struct CountingReader<R> {
+pub(super) struct CountingReader<R> {
     inner: R,
-    count: u64,
-    error: Option<io::Error>,
+    pub(super) count: u64,
+    pub(super) error: Option<io::Error>,
 }
 
 impl<R> CountingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         Self { inner, count: 0, error: None }
     }
 }

@@ -24,3 +24,4 @@ mod trust_daemon;
 mod trust_engines;
 mod trust_restore;
 mod trust_store;
+mod verify_follow;
