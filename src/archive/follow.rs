@@ -76,17 +76,19 @@ pub struct Follower {
 impl Follower {
     /// Runs `work` on a thread of its own; it returns what it read (`None` when it could not
     /// read the content, e.g. an encrypted archive without the identity).
-    pub fn spawn(work: impl FnOnce() -> Result<Option<Scan>, ArchiveError> + Send + 'static) -> Result<Self, ArchiveError> {
-        std::thread::Builder::new()
-            .name("follower".into())
-            .spawn(work)
-            .map(|thread| Follower { thread })
-            .map_err(|source| ArchiveError::Io { context: "starting the thread that reads the archive back".into(), source })
+    pub fn spawn(
+        work: impl FnOnce() -> Result<Option<Scan>, ArchiveError> + Send + 'static,
+    ) -> Result<Self, ArchiveError> {
+        std::thread::Builder::new().name("follower".into()).spawn(work).map(|thread| Follower { thread }).map_err(
+            |source| ArchiveError::Io { context: "starting the thread that reads the archive back".into(), source },
+        )
     }
 
     /// Waits until the follower has read the archive to its end (or failed).
     pub fn finish(self) -> Result<Option<Scan>, ArchiveError> {
-        self.thread.join().unwrap_or_else(|_| Err(ArchiveError::Corrupt("the thread reading the archive back panicked".into())))
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(ArchiveError::Corrupt("the thread reading the archive back panicked".into())))
     }
 }
 
@@ -110,7 +112,8 @@ impl Disk {
         Ok(Disk { file, shown })
     }
 
-    pub fn len(&self) -> io::Result<u64> {
+    /// The file's length now.
+    pub fn written(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
@@ -129,8 +132,9 @@ impl Disk {
 
     /// The file on disk must be exactly `len` bytes long.
     pub fn check_len(&self, len: u64) -> Result<(), ArchiveError> {
-        let on_disk =
-            self.len().map_err(|source| ArchiveError::Io { context: format!("reading {} back", self.shown), source })?;
+        let on_disk = self
+            .written()
+            .map_err(|source| ArchiveError::Io { context: format!("reading {} back", self.shown), source })?;
         if on_disk != len {
             return Err(ArchiveError::Corrupt(format!(
                 "archive {} is {on_disk} bytes on disk, but {len} bytes were written",
@@ -149,8 +153,7 @@ fn settle(file: &File, from: u64, to: u64) -> io::Result<()> {
     let start = from / PAGE_LEN * PAGE_LEN;
     let len = to.div_ceil(PAGE_LEN) * PAGE_LEN - start;
     let (start, len) = (start as libc::off64_t, len as libc::off64_t);
-    let flags =
-        libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: system calls on a descriptor we own; no memory is passed to them.
     let synced = unsafe { libc::sync_file_range(file.as_raw_fd(), start, len, flags) };
     if synced != 0 {
@@ -222,7 +225,7 @@ impl<'a> Region<'a> {
         loop {
             // The size first, then the marks: bytes that were in the file before the mark that
             // ends the region was sent belong to the region; later ones may not.
-            let written = self.disk.len()? / CHUNK_LEN * CHUNK_LEN;
+            let written = self.disk.written()? / CHUNK_LEN * CHUNK_LEN;
             let marks = self.marks.as_deref_mut().ok_or_else(|| io::Error::other("a region without an end"))?;
             let mark = match marks.try_recv() {
                 Ok(mark) => mark,
@@ -373,13 +376,14 @@ impl PlainFollower {
         };
         let last = self.last_name();
         let mut header = Region::fixed(&self.disk, self.at, data_at);
-        let (found_name, size) = decode(&mut header, &label, |stream| match next_item(stream, &label, last.as_deref())? {
-            Item::Entry { name, size } => {
-                expect_end(stream, &label, &name)?;
-                Ok((name, size))
-            }
-            Item::End => Err(corrupt(&label, format!("ends where the writer wrote the header of '{name}'"))),
-        })?;
+        let (found_name, size) =
+            decode(&mut header, &label, |stream| match next_item(stream, &label, last.as_deref())? {
+                Item::Entry { name, size } => {
+                    expect_end(stream, &label, &name)?;
+                    Ok((name, size))
+                }
+                Item::End => Err(corrupt(&label, format!("ends where the writer wrote the header of '{name}'"))),
+            })?;
         let (found, tail) = digest.finish(found_name, size, &label)?;
         self.accept(found, tail, &written, end)
     }
@@ -407,7 +411,11 @@ impl PlainFollower {
         })?;
         self.disk.check_len(len)?;
         check_manifest_is_last(&self.entries, &self.disk.shown)?;
-        Ok(Scan { entries: std::mem::take(&mut self.entries), manifest: std::mem::take(&mut self.manifest), compressed_size: len })
+        Ok(Scan {
+            entries: std::mem::take(&mut self.entries),
+            manifest: std::mem::take(&mut self.manifest),
+            compressed_size: len,
+        })
     }
 }
 
@@ -476,7 +484,9 @@ impl HeldDigest {
         let cut = (size - (self.total - held.len() as u64)) as usize;
         self.take_in(&held[..cut]);
         if held[cut..].iter().any(|&b| b != 0) {
-            return Err(ArchiveError::Corrupt(format!("{label} is corrupt: entry '{name}' is padded with non-zero bytes")));
+            return Err(ArchiveError::Corrupt(format!(
+                "{label} is corrupt: entry '{name}' is padded with non-zero bytes"
+            )));
         }
         let info = EntryInfo { name, size, sha256: hex::encode(self.hasher.finalize()) };
         Ok((info, self.tail.contents()))
