@@ -57,13 +57,13 @@ fn a_byte_changed_in_the_partial_while_the_backup_runs_fails_it_and_names_no_arc
     const MIB: u64 = 1 << 20;
     let started = Instant::now();
     let flipped = loop {
+        std::thread::sleep(Duration::from_millis(1));
         assert!(run.running(), "the backup ended before the byte could be changed");
         assert!(started.elapsed() < Duration::from_secs(120), "the partial never grew past 1 MiB");
         let Some(path) = partials(&backups, &svc).pop() else { continue };
         let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { continue };
         let size = file.metadata().unwrap().len();
         if size < MIB + 4096 || size % MIB < 4096 || size % MIB > MIB / 2 {
-            std::thread::sleep(Duration::from_millis(1));
             continue;
         }
         let at = size / MIB * MIB + size % MIB / 2;
