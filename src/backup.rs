@@ -1,6 +1,8 @@
 //! One backup run, step by step:
 //! probe the server → plan the dumps → stream each dump from `docker exec` into the archive
-//! (checking exit code and completeness trailer) → add the manifest → fsync → rename into place.
+//! (checking exit code and completeness trailer), while a follower reads the file back from disk
+//! behind the writer → add the manifest → fsync → the follower reaches the end and everything it
+//! read matches → rename into place.
 //! Any failure removes the `.partial` file; earlier archives are never touched.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo};
+use crate::archive::{ArchiveError, ArchiveWriter, EntryInfo, Follower, Scan};
 use crate::config::Settings;
 use crate::crypto::encryption::{AgeSettings, Identities};
 use crate::crypto::signing::SigningKey;
@@ -189,7 +191,9 @@ pub async fn backup_locked(
     dir.create().map_err(BackupError::io("creating the service directory"))?;
     // Deleted when dropped, on every path that does not publish it.
     let partial = dir.new_partial_for(kind, started_at, sealing.age.recipients.is_some(), spec.compression);
-    let (writer, proof) = create_writer(partial.path(), spec.compression, &sealing)?;
+    let (mut writer, proof) = create_writer(partial.path(), spec.compression, &sealing)?;
+    // Reads the file back from disk behind the writer: proven whole moments after the last write.
+    let follower = follow(partial.path(), &mut writer, proof, sealing.age.identity.clone())?;
     let mut sink = ArchiveSink::start(writer);
     let (entries, bytes_in) =
         dump_entries(docker, spec, engine.as_ref(), &steps, &mut sink, shutdown).await.map_err(aborted)?;
@@ -212,9 +216,9 @@ pub async fn backup_locked(
         context: "signing the manifest".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let bytes_out = sink.finish(json, signature).await.map_err(aborted)?;
+    let bytes_out = sink.finish(json.clone(), signature).await.map_err(aborted)?;
     // Read back from disk and proven whole before it gets an archive name.
-    verify_written(partial.path(), proof, sealing.age.identity.clone()).await?;
+    check_read_back(partial.path(), follower, json).await?;
     let archive = publish(&dir, partial)?;
     Ok(BackupOutcome { archive, bytes_in, bytes_out, duration: started.elapsed(), manifest })
 }
@@ -322,28 +326,53 @@ fn create_writer(
     }
 }
 
-/// Reads the archive back from disk. A plain one is verified whole. An encrypted one must hash to
-/// what was written (`proof`); with the identity at hand it is also decrypted and verified whole.
-async fn verify_written(
+/// Starts reading the archive back behind `writer`. A plain one is checked region by region
+/// ([`crate::archive::follow_file`]); an encrypted one is hashed against what was written and, with
+/// the identity at hand, decrypted and scanned in the same read ([`crate::sealed::follow_written`]).
+fn follow(
     partial: &Path,
+    writer: &mut ArchiveWriter,
     proof: Option<Proof>,
     identity: Option<Arc<Identities>>,
-) -> Result<(), BackupError> {
-    let path = partial.to_path_buf();
-    let work = move || {
-        if let Some(proof) = &proof {
-            crate::sealed::check_written(&path, proof)?;
-            if identity.is_none() {
-                return Ok(());
+) -> Result<Follower, BackupError> {
+    let marks = writer.follow();
+    Ok(match proof {
+        None => crate::archive::follow_file(partial, marks)?,
+        Some(proof) => crate::sealed::follow_written(partial, marks, proof, identity)?,
+    })
+}
+
+/// Waits for the follower to reach the end of the written archive, then checks what it read
+/// against the manifest (entries, sizes, sha256, completeness trailers) and the manifest itself
+/// against the one written. Any difference fails the backup.
+async fn check_read_back(partial: &Path, follower: Follower, manifest: Vec<u8>) -> Result<(), BackupError> {
+    let shown = partial.display().to_string();
+    let last_write = Instant::now();
+    let work = move || -> Result<Option<Scan>, String> {
+        let scan = follower.finish().map_err(|e| e.to_string())?;
+        if let Some(scan) = &scan {
+            crate::verify::verify_scan(scan, &shown).map_err(|e| e.to_string())?;
+            if scan.manifest != manifest {
+                return Err(format!("archive {shown}: {MANIFEST_NAME} reads back other than it was written"));
             }
         }
-        crate::verify::verify_archive_with(&path, identity.as_deref()).map(drop).map_err(|e| e.to_string())
+        Ok(scan)
     };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(BackupError::Verify(e)),
-        Err(e) => Err(BackupError::Verify(format!("the verifier stopped: {e}"))),
-    }
+    let scan = match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(scan)) => scan,
+        Ok(Err(e)) => return Err(BackupError::Verify(e)),
+        Err(e) => return Err(BackupError::Verify(format!("the verifier stopped: {e}"))),
+    };
+    let what = match &scan {
+        Some(scan) => format!("{} entries, {}", scan.entries.len(), human_bytes(scan.compressed_size)),
+        None => "its ciphertext (no identity here to open it)".to_owned(),
+    };
+    tracing::info!(
+        archive = %partial.display(),
+        "read back from disk and checked behind the writer: {what}; done {:.2}s after the last write",
+        last_write.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Asks the server for its version and databases; also proves the credentials work.

@@ -37,11 +37,12 @@
 //!   concurrent backups and writes the status file; it asks [`schedule`] when to run.
 //!
 //! Runs:
-//! - [`backup`] is one backup: plan → dump each entry → manifest → verify what was written →
-//!   publish → retention. [`restore`] is one restore: target, archive, checks, lock, safety
-//!   backup, replay, report; a database entry replays through several sessions
-//!   (`restore/parallel.rs`, `DB_BACKUP_RESTORE_JOBS`): serial and data phases, each ended before
-//!   the next, fed by the engine's splitter. [`verify`] proves an archive whole and replayable.
+//! - [`backup`] is one backup: plan → dump each entry (a follower reads the file back from disk
+//!   behind the writer) → manifest → the follower's verdict → publish → retention. [`restore`] is
+//!   one restore: target, archive, checks, lock, safety backup, replay, report; a database entry
+//!   replays through several sessions (`restore/parallel.rs`, `DB_BACKUP_RESTORE_JOBS`): serial and
+//!   data phases, each ended before the next, fed by the engine's splitter. [`verify`] proves an
+//!   archive whole and replayable.
 //!
 //! - [`drill`] is one restore drill: a throwaway container from the service's image (always
 //!   removed), `restore --into` it, every table's rows counted (`count(*)`; MongoDB: a mongodump
@@ -68,7 +69,7 @@
 //! - [`crypto`] signs manifests (ed25519, OpenSSH's SSHSIG) and encrypts with age (keys from the
 //!   environment, streams). [`sealed`] applies it to archives: with recipients set, a backup
 //!   writes `<stamp>.tar.gz.age` through the age encryptor and a hashing writer (the ciphertext's
-//!   sha256 is compared with a re-read of the file), and every reader of an archive (verify,
+//!   sha256 is compared with the follower's read of the file as it is written), and every reader of an archive (verify,
 //!   restore, drills, remote fetch) opens it through [`sealed::open`], which decrypts with the
 //!   identity or refuses, before anything is touched, without it.
 //!
@@ -86,8 +87,10 @@
 //!   decompressor that work on every core. [`zstd`] is the other codec (`.tar.zst`, chosen by
 //!   `DB_BACKUP_COMPRESSION` or the `compression` label): the same tar layout in independent
 //!   zstd frames, cut apart by their block headers to decompress in parallel; a reader picks the
-//!   codec from the first bytes, and [`sealed::open`] refuses bytes that contradict the name. Written into a stream that cannot seek (encryption),
-//!   entries wait in memory for their header and long ones become parts the reader joins.
+//!   codec from the first bytes, and [`sealed::open`] refuses bytes that contradict the name.
+//!   Written into a stream that cannot seek (encryption), entries wait in memory for their header
+//!   and long ones become parts the reader joins. The writer reports what becomes final, and a
+//!   follower reads and checks it from disk behind it.
 //!   [`manifest`] describes an archive's content.
 //!
 //! Leaves (import nothing from the crate, or only other leaves):

@@ -2,19 +2,23 @@
 //! bytes of the `.tar.gz` inside whatever the archive's name, decrypting through the identity,
 //! and [`EncryptedOutput`] is what a backup writes an encrypted archive through: the age stream
 //! writer in front of a [`HashingWriter`] in front of the file, so that the sha256 of the
-//! ciphertext is known when the last byte is written and a re-read of the file can be compared
-//! with it without the identity ([`check_written`]).
+//! ciphertext is known when the last byte is written and a read of the file can be compared
+//! with it without the identity: [`follow_written`] reads it behind the writer (and decrypts and
+//! scans it when the identity is here), [`check_written`] re-reads a finished file.
 //!
 //! Whether an archive is encrypted is decided by its name (see [`crate::store::is_encrypted`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
-use crate::archive::{check_name_matches, peek_head, ArchiveError, StreamOutput};
+use crate::archive::{
+    check_name_matches, peek_head, scan_reader, ArchiveError, Disk, Follower, Mark, Region, Scan, StreamOutput,
+};
 use crate::crypto::encryption::{AgeSettings, CryptoError, Identities, Recipients};
-use crate::crypto::{sha256_file, HashingWriter};
+use crate::crypto::{sha256_file, HashingReader, HashingWriter};
 use crate::store::{compression_of, is_encrypted};
 
 /// Bytes read from an archive file at a time.
@@ -165,6 +169,71 @@ pub fn check_written(path: &Path, proof: &Proof) -> Result<Written, String> {
     Ok(expected)
 }
 
+/// Reads an encrypted archive back from disk behind its writer (see [`crate::archive::Follower`]):
+/// the ciphertext is hashed as it reaches the file and must match the [`Proof`] (sha256 and
+/// length); with `identity`, the same read is also decrypted and the archive inside scanned whole
+/// (returned for the caller's checks against its manifest).
+pub fn follow_written(
+    path: &Path,
+    marks: Receiver<Mark>,
+    proof: Proof,
+    identity: Option<Arc<Identities>>,
+) -> Result<Follower, ArchiveError> {
+    let disk = Disk::open(path)?;
+    let shown = path.display().to_string();
+    Follower::spawn(move || {
+        let mut marks = marks;
+        let mut region = Region::growing(&disk, 0, &mut marks);
+        let mut hashed = HashingReader::new(&mut region);
+        let scan = read_through(&mut hashed, identity.as_deref(), &shown)?;
+        let (sha256, len) = hashed.finish();
+        if !matches!(region.ended(), Some(Mark::Finished { .. })) {
+            return Err(ArchiveError::Corrupt(format!("{shown}: the encrypted archive ended before it was finished")));
+        }
+        disk.check_len(len)?;
+        compare_with_proof(&proof, &Written { sha256, len }, &shown)?;
+        Ok(scan)
+    })
+}
+
+/// Reads the ciphertext to its end, decrypting and scanning it on the way when `identity` is given.
+fn read_through(
+    ciphertext: &mut (impl Read + Send),
+    identity: Option<&Identities>,
+    shown: &str,
+) -> Result<Option<Scan>, ArchiveError> {
+    let read_back = |source| ArchiveError::Io { context: format!("reading {shown} back"), source };
+    let scan = match identity {
+        None => None,
+        Some(identity) => {
+            let plain = identity.decrypt(&mut *ciphertext, shown).map_err(|e| match OpenError::from(e) {
+                OpenError::Archive(e) => e,
+                OpenError::Key(e) => ArchiveError::Corrupt(e.to_string()),
+            })?;
+            Some(scan_reader(plain, shown)?)
+        }
+    };
+    // Whatever the decryption left (nothing, normally) is hashed too.
+    io::copy(ciphertext, &mut io::sink()).map_err(read_back)?;
+    Ok(scan)
+}
+
+fn compare_with_proof(proof: &Proof, read: &Written, shown: &str) -> Result<(), ArchiveError> {
+    let Some(expected) = proof.written() else {
+        return Err(ArchiveError::Corrupt(format!("{shown}: the encrypted archive was not finished")));
+    };
+    if read.len != expected.len {
+        return Err(ArchiveError::Corrupt(format!(
+            "{shown} reads back as {} bytes, but {} bytes were written",
+            read.len, expected.len
+        )));
+    }
+    if read.sha256 != expected.sha256 {
+        return Err(ArchiveError::Corrupt(format!("{shown} on disk differs from the bytes written (sha256 mismatch)")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +272,56 @@ mod tests {
         assert!(e.contains("differs from the bytes written"), "{e}");
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(check_written(&path, &proof).unwrap_err().contains("bytes on disk"));
+    }
+
+    /// An encrypted archive written through the writer with a follower behind it.
+    fn write_followed(path: &Path, recipients: &Recipients, identity: Option<Arc<Identities>>, flip: bool) -> Follower {
+        let (out, proof) = EncryptedOutput::create(path, recipients).unwrap();
+        let mut w =
+            crate::archive::ArchiveWriter::create_streamed(path, Box::new(out), 6, crate::gzip::PARALLEL_GZIP).unwrap();
+        let marks = w.follow();
+        let follower = (!flip).then(|| follow_written(path, marks, proof.clone(), identity.clone()).unwrap());
+        let mut e = w.begin_entry("databases/app.sql", 7).unwrap();
+        let data: Vec<u8> = (0..900_000u32).flat_map(|i| (i % 7919).to_be_bytes()).collect();
+        e.write_all(&data).unwrap();
+        e.finish().unwrap();
+        w.append_bytes("manifest.json", 7, b"{}").unwrap();
+        let len = w.finish().unwrap();
+        match follower {
+            Some(follower) => follower,
+            None => {
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+                let mut byte = [0u8];
+                file.read_exact_at(&mut byte, len / 2).unwrap();
+                file.write_all_at(&[byte[0] ^ 0x55], len / 2).unwrap();
+                // The marks were all sent: a late follower reads the finished file.
+                let (tx, rx) = std::sync::mpsc::channel();
+                tx.send(Mark::Finished { len }).unwrap();
+                follow_written(path, rx, proof, identity).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn an_encrypted_archive_is_followed_as_it_is_written_and_a_changed_byte_fails_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recipients, identity) = keys(dir.path());
+        let identity = Arc::new(identity);
+        let path = dir.path().join("2026-01-01T00-00-00Z.tar.gz.age.partial");
+        let scanned = write_followed(&path, &recipients, Some(identity.clone()), false).finish().unwrap().unwrap();
+        let shown = path.display().to_string();
+        assert_eq!(scanned, crate::archive::scan_reader(open(&path, Some(&identity)).unwrap(), &shown).unwrap());
+        assert_eq!(scanned.entries.len(), 2);
+
+        let path = dir.path().join("2026-01-02T00-00-00Z.tar.gz.age.partial");
+        assert!(write_followed(&path, &recipients, None, false).finish().unwrap().is_none(), "no identity, no scan");
+
+        for (n, identity) in [(3, None), (4, Some(identity))] {
+            let path = dir.path().join(format!("2026-01-0{n}T00-00-00Z.tar.gz.age.partial"));
+            let e = write_followed(&path, &recipients, identity, true).finish().unwrap_err().to_string();
+            assert!(e.contains("differs from the bytes written") || e.contains("decrypt"), "{e}");
+        }
     }
 
     #[test]

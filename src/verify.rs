@@ -47,9 +47,15 @@ pub fn verify_archive(path: &Path) -> Result<Manifest, VerifyError> {
 
 /// [`verify_archive`], decrypting an encrypted archive with `identity`.
 pub fn verify_archive_with(path: &Path, identity: Option<&Identities>) -> Result<Manifest, VerifyError> {
-    let shown = path.display().to_string();
-    let mismatch = |problem: String| VerifyError::Mismatch { archive: shown.clone(), problem };
     let scanned = scan_archive(path, identity)?;
+    verify_scan(&scanned, &path.display().to_string())
+}
+
+/// Checks what a read of the archive `shown` found (a [`scan`](crate::archive::scan), or what a
+/// follower read back behind the writer): the manifest lists exactly the entries found, with
+/// their sizes and sha256, and every dump carries its tool's completeness trailer.
+pub fn verify_scan(scanned: &Scan, shown: &str) -> Result<Manifest, VerifyError> {
+    let mismatch = |problem: String| VerifyError::Mismatch { archive: shown.to_owned(), problem };
     let manifest = Manifest::from_json(&scanned.manifest).map_err(mismatch)?;
     let dumps: Vec<_> =
         scanned.entries.iter().filter(|(info, _)| info.name != MANIFEST_NAME && info.name != SIGNATURE_NAME).collect();

@@ -57,21 +57,25 @@ pub fn peek_head<R: Read>(mut source: R) -> io::Result<(Vec<u8>, Cursor<Vec<u8>>
     Ok((head.clone(), Cursor::new(head), source))
 }
 
-/// Runs `consume` with the decompressed stream of `source`, decompressing on every core with the
-/// codec its first bytes name (gzip when they name neither: its reader reports what is wrong).
+/// Runs `consume` with the decompressed stream of `source`, decompressing on `threads` threads
+/// (`None`: every core) with the codec its first bytes name (gzip when they name neither: its
+/// reader reports what is wrong).
 pub(super) fn with_decompressed<R: Read + Send, T>(
     source: R,
+    threads: Option<usize>,
     consume: impl FnOnce(&mut dyn Read, Compression) -> T,
 ) -> io::Result<T> {
     let (head, replay, rest) = peek_head(source)?;
     let source = replay.chain(rest);
     Ok(match detect(&head).unwrap_or_default() {
-        Compression::Gzip => crate::gzip::with_parallel_gunzip(source, crate::gzip::threads(), |stream| {
-            consume(stream, Compression::Gzip)
-        }),
-        Compression::Zstd => crate::zstd::with_parallel_unzstd(source, crate::zstd::threads(), |stream| {
-            consume(stream, Compression::Zstd)
-        }),
+        Compression::Gzip => {
+            let threads = threads.unwrap_or_else(crate::gzip::threads);
+            crate::gzip::with_parallel_gunzip(source, threads, |stream| consume(stream, Compression::Gzip))
+        }
+        Compression::Zstd => {
+            let threads = threads.unwrap_or_else(crate::zstd::threads);
+            crate::zstd::with_parallel_unzstd(source, threads, |stream| consume(stream, Compression::Zstd))
+        }
     })
 }
 

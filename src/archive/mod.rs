@@ -27,6 +27,9 @@
 //! - `writer.rs`: [`ArchiveWriter`] and [`EntryWriter`]; `reader.rs`: [`for_each_entry`], [`scan`].
 //! - `parts.rs`: entries of archives written as a stream (part names, the buffer in memory).
 //! - `tail.rs`: the last [`TAIL_LEN`] bytes of an entry, kept on both sides.
+//! - `follow.rs`: reading the file back from disk behind its writer ([`follow_file`]), region by
+//!   region as the writer reports them final ([`Mark`]), so a backup is proven whole moments after
+//!   its last write.
 //!
 //! The gzip members themselves (framing, compressors, parallel decompression) come from
 //! [`crate::gzip`], which knows nothing of tar; this module imports it, never the reverse.
@@ -38,6 +41,7 @@
 use std::io;
 
 mod codec;
+mod follow;
 mod format;
 mod parts;
 mod reader;
@@ -45,6 +49,7 @@ mod tail;
 mod writer;
 
 pub use codec::{check_name_matches, detect, peek_head, zstd_data_encoder};
+pub use follow::{follow_file, Disk, Follower, Mark, Region};
 pub use parts::PART_LIMIT;
 pub use reader::{for_each_entry, scan, scan_reader, Scan};
 pub use writer::{ArchiveWriter, EntryWriter, StreamOutput};

@@ -74,7 +74,7 @@ pub fn scan_reader<R: Read + Send>(input: R, shown: &str) -> Result<Scan, Archiv
 }
 
 /// Hashes an entry and keeps its tail; copies its bytes into `keep` when given.
-fn digest_entry(
+pub(super) fn digest_entry(
     name: &str,
     reader: &mut dyn Read,
     mut keep: Option<&mut Vec<u8>>,
@@ -114,7 +114,7 @@ fn digest_entry(
     Ok((info, tail.contents()))
 }
 
-fn check_manifest_is_last(entries: &[(EntryInfo, Vec<u8>)], path: &str) -> Result<(), ArchiveError> {
+pub(super) fn check_manifest_is_last(entries: &[(EntryInfo, Vec<u8>)], path: &str) -> Result<(), ArchiveError> {
     let first = entries
         .iter()
         .position(|(info, _)| info.name == MANIFEST_NAME)
@@ -174,7 +174,7 @@ impl Failure {
         }
     }
 
-    fn into_error(self, label: &str, source_error: Option<io::Error>) -> ArchiveError {
+    pub(super) fn into_error(self, label: &str, source_error: Option<io::Error>) -> ArchiveError {
         let (error, place) = match self {
             Failure::Final(error) => return error,
             Failure::Stream { error, place } => (error, place),
@@ -191,7 +191,7 @@ impl Failure {
     }
 }
 
-fn corrupt(label: &str, what: String) -> Failure {
+pub(super) fn corrupt(label: &str, what: String) -> Failure {
     Failure::Final(ArchiveError::Corrupt(format!("{label} {what}")))
 }
 
@@ -202,10 +202,22 @@ fn walk<R: Read + Send>(
     label: &str,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    let walked = with_decompressed(source, |stream, compression| {
-        walk_stream(stream, label, visit).map_err(|failure| failure.naming(compression))
+    with_decompressed_on(source, None, |stream| walk_stream(stream, label, visit))
+}
+
+/// Runs `consume` on the decompressed bytes of `source` through the codec's layer (gzip members
+/// or zstd frames, as the first bytes say), on `threads` threads (`None`: every core; the
+/// follower, which keeps pace with a writer rather than with a disk, uses one), with error
+/// messages naming the codec. Every reader of archive bytes goes through here.
+pub(super) fn with_decompressed_on<R: Read + Send, T>(
+    source: R,
+    threads: impl Into<Option<usize>>,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let decompressed = with_decompressed(source, threads.into(), |stream, compression| {
+        consume(stream).map_err(|failure| failure.naming(compression))
     });
-    walked.map_err(|error| Failure::Stream { error, place: Place::after(None) })?
+    decompressed.map_err(|error| Failure::Stream { error, place: Place::after(None) })?
 }
 
 /// The tar block loop over the decompressed stream.
@@ -243,7 +255,7 @@ fn walk_stream(
 }
 
 /// What the next header announces.
-enum Item {
+pub(super) enum Item {
     /// The first zero block of the end-of-archive marker.
     End,
     /// A regular entry (its GNU long name already read).
@@ -251,7 +263,7 @@ enum Item {
 }
 
 /// Reads headers up to the next regular entry or the end-of-archive marker.
-fn next_item(mut stream: &mut dyn Read, label: &str, last: Option<&str>) -> Result<Item, Failure> {
+pub(super) fn next_item(mut stream: &mut dyn Read, label: &str, last: Option<&str>) -> Result<Item, Failure> {
     let mut long_name: Option<String> = None;
     let mut block = [0u8; BLOCK];
     loop {
@@ -476,7 +488,7 @@ fn read_long_name(
 
 /// Hands `size` bytes of the stream to `visit`, then drains what it left unread. Any read error
 /// seen on the way (even one `visit` swallowed or turned into another error) is the real cause.
-fn visit_entry(
+pub(super) fn visit_entry(
     stream: &mut impl Read,
     name: &str,
     size: u64,
@@ -505,7 +517,7 @@ fn visit_entry(
     Ok(())
 }
 
-fn skip_padding(stream: &mut (impl Read + ?Sized), size: u64, name: &str) -> Result<(), Failure> {
+pub(super) fn skip_padding(stream: &mut (impl Read + ?Sized), size: u64, name: &str) -> Result<(), Failure> {
     skip_exact(stream, padding(size).len() as u64)
         .map_err(|error| Failure::Stream { error, place: Place::Entry(name.to_owned()) })
 }
@@ -520,7 +532,7 @@ fn skip_exact(stream: &mut (impl Read + ?Sized), len: u64) -> io::Result<()> {
 
 /// After the first zero block: the second one must follow, and only zeros after that (GNU tar
 /// pads archives to its record size with zeros).
-fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failure> {
+pub(super) fn check_end_of_archive(stream: &mut impl Read, label: &str) -> Result<(), Failure> {
     let mut block = [0u8; BLOCK];
     let stream_error = |error| Failure::Stream { error, place: Place::EndMarker };
     let complete = read_block(stream, &mut block).map_err(stream_error)?;
@@ -558,14 +570,14 @@ impl std::error::Error for ZstdStream {}
 /// the caller maps it to something else. On the raw (compressed) input, a remembered error makes
 /// the failure an I/O error rather than a corrupt archive; on an entry handed to `visit`, it is
 /// the stream error behind whatever `visit` returned.
-struct CountingReader<R> {
+pub(super) struct CountingReader<R> {
     inner: R,
-    count: u64,
-    error: Option<io::Error>,
+    pub(super) count: u64,
+    pub(super) error: Option<io::Error>,
 }
 
 impl<R> CountingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         Self { inner, count: 0, error: None }
     }
 }

@@ -4,10 +4,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
 
 use sha2::{Digest, Sha256};
 
 use super::codec::{self, reserved_member, write_small_member};
+use super::follow::Mark;
 use super::format::{check_safe_name, long_name_header, padding, placeholder_header, regular_header, ZERO_BLOCK};
 use super::parts::{part_name, PartBuffer, PART_LIMIT};
 use super::tail::TailBuffer;
@@ -47,6 +49,8 @@ pub struct ArchiveWriter {
     /// False while an entry is open and after any failure that may have left the file half
     /// written; set back by a successful [`EntryWriter::finish`].
     usable: bool,
+    /// Where the layout is reported as it becomes final, for a follower ([`ArchiveWriter::follow`]).
+    marks: Option<Sender<Mark>>,
 }
 
 impl ArchiveWriter {
@@ -64,7 +68,15 @@ impl ArchiveWriter {
         let file = create_private(path)
             .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
         let compression = Compression::Gzip;
-        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, compression, usable: true })
+        Ok(Self {
+            out: Output::File(file),
+            path: path.to_path_buf(),
+            level,
+            encoder,
+            compression,
+            usable: true,
+            marks: None,
+        })
     }
 
     /// Creates `path` like [`ArchiveWriter::create`], compressed with `compression`'s parallel
@@ -74,7 +86,15 @@ impl ArchiveWriter {
         let file = create_private(path)
             .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
         let encoder = codec::data_encoder(compression);
-        Ok(Self { out: Output::File(file), path: path.to_path_buf(), level, encoder, compression, usable: true })
+        Ok(Self {
+            out: Output::File(file),
+            path: path.to_path_buf(),
+            level,
+            encoder,
+            compression,
+            usable: true,
+            marks: None,
+        })
     }
 
     /// [`ArchiveWriter::create_streamed`] with `compression`'s parallel compressor.
@@ -87,7 +107,7 @@ impl ArchiveWriter {
         check_level(compression, level)?;
         let encoder = codec::data_encoder(compression);
         let out = Output::Stream { out, part_limit: PART_LIMIT };
-        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true })
+        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true, marks: None })
     }
 
     /// Writes the archive into `out`, which cannot seek (`path` is the file it ends up in, for
@@ -104,7 +124,32 @@ impl ArchiveWriter {
         }
         let out = Output::Stream { out, part_limit: PART_LIMIT };
         let compression = Compression::Gzip;
-        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true })
+        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true, marks: None })
+    }
+
+    /// Reports what becomes final in the file, and where, to a follower reading it back behind
+    /// the writer ([`super::follow`]). A file's entry headers are rewritten when the entry closes;
+    /// a stream is only ever appended to, so it reports its end only.
+    pub fn follow(&mut self) -> Receiver<Mark> {
+        let (tx, rx) = channel();
+        self.marks = Some(tx);
+        rx
+    }
+
+    fn mark(&self, mark: Mark) {
+        if let Some(marks) = &self.marks {
+            // A follower that stopped has its own result to report.
+            let _ = marks.send(mark);
+        }
+    }
+
+    /// Marks the current end of a file output (a stream reports only its end).
+    fn mark_end(&mut self, mark: impl FnOnce(u64) -> Mark) -> Result<(), ArchiveError> {
+        if self.marks.is_some() && matches!(self.out, Output::File(_)) {
+            let end = self.position()?;
+            self.mark(mark(end));
+        }
+        Ok(())
     }
 
     /// Smaller parts, so that tests can see many of them.
@@ -134,6 +179,7 @@ impl ArchiveWriter {
                 let placeholder = placeholder_header(name, mtime);
                 let reserved = reserved_member(self.compression, &placeholder).map_err(|e| self.io_error(e))?;
                 self.write_raw(&reserved)?;
+                self.mark_end(|data_at| Mark::Opened { name: name.to_owned(), data_at })?;
                 (header_offset, None, Box::new(self.data_sink()?))
             }
             Some(limit) => {
@@ -166,8 +212,10 @@ impl ArchiveWriter {
         let size = data.len() as u64;
         let header = regular_header(name, size, mtime);
         self.write_member(&[header.as_bytes().as_slice(), data, padding(size)])?;
+        let info = EntryInfo { name: name.to_owned(), size, sha256: hex::encode(Sha256::digest(data)) };
+        self.mark_end(|end| Mark::Appended { end, info: info.clone() })?;
         self.usable = true;
-        Ok(EntryInfo { name: name.to_owned(), size, sha256: hex::encode(Sha256::digest(data)) })
+        Ok(info)
     }
 
     /// Writes the end-of-archive member (two zero blocks), flushes and fsyncs the file.
@@ -176,14 +224,19 @@ impl ArchiveWriter {
     pub fn finish(mut self) -> Result<u64, ArchiveError> {
         self.ensure_usable()?;
         self.write_member(&[&ZERO_BLOCK, &ZERO_BLOCK])?;
+        let marks = self.marks.take();
         let synced = |source| ArchiveError::Io { context: format!("syncing archive {}", self.path.display()), source };
-        match self.out {
+        let len = match self.out {
             Output::File(mut file) => {
                 file.flush().and_then(|()| file.sync_all()).map_err(synced)?;
-                file.stream_position().map_err(synced)
+                file.stream_position().map_err(synced)?
             }
-            Output::Stream { out, .. } => out.finish().map_err(synced),
+            Output::Stream { out, .. } => out.finish().map_err(synced)?,
+        };
+        if let Some(marks) = marks {
+            let _ = marks.send(Mark::Finished { len });
         }
+        Ok(len)
     }
 
     fn ensure_usable(&self) -> Result<(), ArchiveError> {
@@ -347,11 +400,13 @@ impl EntryWriter<'_> {
         }
         self.end_member(self.parts.as_ref().map_or(self.size, |p| p.size))?;
         let Self { archive, name, mtime, header_offset, size, hasher, tail, parts, .. } = self;
+        let info = EntryInfo { name: name.clone(), size, sha256: hex::encode(hasher.finalize()) };
         match parts {
             None => {
                 let header = reserved_member(archive.compression, &regular_header(&name, size, mtime));
                 let header = header.map_err(|e| archive.io_error(e))?;
-                archive.rewrite_header(header_offset, &header)?
+                archive.rewrite_header(header_offset, &header)?;
+                archive.mark_end(|end| Mark::Closed { end, info: info.clone() })?;
             }
             Some(p) if p.written == 0 => archive.write_part(&name, p.size, mtime, &p.buffer)?,
             // The data ended exactly where the last part did: its empty member is not written.
@@ -359,7 +414,6 @@ impl EntryWriter<'_> {
             Some(p) => archive.write_part(&part_name(&name, p.written + 1), p.size, mtime, &p.buffer)?,
         }
         archive.usable = true;
-        let info = EntryInfo { name, size, sha256: hex::encode(hasher.finalize()) };
         Ok((info, tail.contents()))
     }
 

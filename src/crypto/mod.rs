@@ -42,6 +42,33 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Passes reads through and hashes exactly what was read.
+pub struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hash: Sha256::new(), len: 0 }
+    }
+
+    /// The sha256 (hex) and the length of everything read.
+    pub fn finish(self) -> (String, u64) {
+        (hex::encode(self.hash.finalize()), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
 /// The sha256 (hex) and length of a file, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;

@@ -25,4 +25,5 @@ mod trust_daemon;
 mod trust_engines;
 mod trust_restore;
 mod trust_store;
+mod verify_follow;
 mod zstd;
