@@ -83,8 +83,9 @@
 //!
 //! Formats:
 //! - [`archive`] writes and reads the streaming `.tar.gz` (tar layout, writer, reader) on top of
-//!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor and
-//!   decompressor that work on every core. [`zstd`] is the other codec (`.tar.zst`, chosen by
+//!   [`gzip`], the codec below it: member framing, the encoder port, and the compressor (ISA-L
+//!   for levels 1–3, libdeflate 4–5, zlib-rs 6–9) and decompressor that work on every core.
+//!   [`zstd`] is the other codec (`.tar.zst`, chosen by
 //!   `DB_BACKUP_COMPRESSION` or the `compression` label): the same tar layout in independent
 //!   zstd frames, cut apart by their block headers to decompress in parallel; a reader picks the
 //!   codec from the first bytes, and [`sealed::open`] refuses bytes that contradict the name.
