@@ -101,10 +101,11 @@ impl Redactor {
             return RemoteError::NotFound { url: self.url.clone(), key: key.to_string() };
         }
         if let Some(kind) = http_error_kind(&err) {
-            if matches!(
+            let network = matches!(
                 kind,
                 HttpErrorKind::Connect | HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Request
-            ) {
+            );
+            if network || closed_before_sending(&err) {
                 return RemoteError::Unreachable {
                     url: self.url.clone(),
                     endpoint: self.endpoint.clone(),
@@ -143,6 +144,20 @@ fn http_error_kind(err: &(dyn std::error::Error + 'static)) -> Option<HttpErrorK
         cur = e.source();
     }
     None
+}
+
+/// A request that never left because its connection closed first (hyper: "operation was
+/// canceled: connection was not ready"): object_store leaves it unclassified, but the endpoint
+/// dropped the connection, so it is the network's failure like a refused one.
+fn closed_before_sending(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_canceled() || h.is_closed()) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// The innermost cause ("Connection refused (os error 111)"), which is what an operator needs.

@@ -37,7 +37,7 @@ impl Proxy {
             for client in listener.incoming().flatten() {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 if st.down.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
+                    refuse_after_request(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else { continue };
@@ -113,4 +113,14 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, state: Arc<State>, upstream: boo
         }
         let _ = to.shutdown(Shutdown::Write);
     });
+}
+
+/// Closes a connection once the client has sent its request: closed before the request was
+/// written, the HTTP client would count it as never sent and retry it on a new connection, which
+/// makes connection counts depend on timing.
+fn refuse_after_request(mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let mut head = [0u8; 1024];
+    let _ = client.read(&mut head);
+    let _ = client.shutdown(Shutdown::Both);
 }
