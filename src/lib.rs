@@ -24,6 +24,7 @@
 //!  rowcount                      rows per table counted as a dump streams past (pure)
 //!  archive                       the streaming .tar.gz / .tar.zst format
 //!  gzip · zstd                   the codecs
+//!  ordered                       what both codecs' parallel decompressors share
 //!  vocab · exit · output · schedule · shutdown · nofollow · logging · terminal · crypto   leaves
 //! ```
 //!
@@ -95,6 +96,8 @@
 //!   [`manifest`] describes an archive's content.
 //!
 //! Leaves (import nothing from the crate, or only other leaves):
+//! - [`ordered`] is what the two codecs' parallel decompressors share: the offset-counting
+//!   input, the pieces in input order and the reader that joins them, the thread count.
 //! - [`vocab`] holds the shared value types (`EngineKind`, `ServiceName`, `EnvName`,
 //!   `ArchiveKind`, `EntryRole`); [`exit`] the exit codes; [`output`] how sizes, durations and
 //!   times are shown; [`schedule`] cron schedules, `TZ`, the next run and the wait for it;
@@ -134,6 +137,7 @@ pub mod metrics;
 pub mod nofollow;
 pub mod notify;
 pub mod offsite;
+pub mod ordered;
 pub mod output;
 pub mod progress;
 pub mod prune;

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use super::member::{declared_len, invalid, read_member_start, read_up_to, MemberStart, TRAILER_LEN};
 use super::BLOCK_LEN;
+use crate::ordered::{Counted, InOrder, Piece};
 
 /// Largest Mgzip member accepted, compressed or not: 8 × what [`super::compress`] writes, so that
 /// a crafted archive cannot make the queues below hold more than a few tens of MiB.
@@ -47,7 +48,7 @@ pub fn with_parallel_gunzip<R: Read + Send, T>(
         }
         let (pieces, piece_queue) = sync_channel::<Piece>(threads * 4);
         scope.spawn(move || split_members(source, &jobs, &pieces));
-        let mut reader = InOrder { pieces: piece_queue, current: Vec::new(), pos: 0, done: false };
+        let mut reader = InOrder::new(piece_queue);
         let out = consume(&mut reader);
         // Closing the piece queue stops the splitter, which closes the job queue, which stops the workers.
         drop(reader);
@@ -60,11 +61,6 @@ struct Job {
     member: Vec<u8>,
     offset: u64,
     reply: SyncSender<io::Result<Vec<u8>>>,
-}
-
-enum Piece {
-    Ready(io::Result<Vec<u8>>),
-    Pending(Receiver<io::Result<Vec<u8>>>),
 }
 
 fn decompress_members(queue: &Mutex<Receiver<Job>>) {
@@ -107,7 +103,7 @@ fn inflate_member(decompressor: &mut libdeflater::Decompressor, member: &[u8], o
 
 /// Cuts the input into members: Mgzip members go to the workers, others are inflated here.
 fn split_members<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender<Piece>) {
-    let mut input = Counted { inner: BufReader::with_capacity(SOURCE_BUFFER_LEN, source), offset: 0 };
+    let mut input = Counted::new(BufReader::with_capacity(SOURCE_BUFFER_LEN, source));
     loop {
         let offset = input.offset;
         let member = match read_member_start(&mut input, offset) {
@@ -166,86 +162,6 @@ fn inflate_in_order<R: BufRead>(input: &mut Counted<R>, head: Vec<u8>, pieces: &
                 return false;
             }
         }
-    }
-}
-
-/// The input with the offset of the next byte, for error messages.
-struct Counted<R> {
-    inner: R,
-    offset: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.offset += amt as u64;
-        self.inner.consume(amt);
-    }
-}
-
-/// The decompressed stream, piece by piece in input order.
-struct InOrder {
-    pieces: Receiver<Piece>,
-    current: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl InOrder {
-    /// Moves to the next non-empty piece; `false` at the end of the stream.
-    fn advance(&mut self) -> io::Result<bool> {
-        while self.pos == self.current.len() {
-            if self.done {
-                return Ok(false);
-            }
-            let next = match self.pieces.recv() {
-                Ok(Piece::Ready(result)) => result,
-                Ok(Piece::Pending(answer)) => {
-                    answer.recv().unwrap_or_else(|_| Err(io::Error::other("a decompression thread stopped")))
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Ok(false);
-                }
-            };
-            match next {
-                Ok(piece) => {
-                    self.current = piece;
-                    self.pos = 0;
-                }
-                Err(e) => {
-                    // An error ends the stream: later pieces must not be mistaken for what follows.
-                    self.done = true;
-                    self.current.clear();
-                    self.pos = 0;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl Read for InOrder {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || !self.advance()? {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
