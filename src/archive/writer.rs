@@ -62,39 +62,13 @@ impl ArchiveWriter {
 
     /// Like [`ArchiveWriter::create`], compressing entry data with `encoder`.
     pub fn create_with_encoder(path: &Path, level: u32, encoder: EncoderFactory) -> Result<Self, ArchiveError> {
-        if level > 9 {
-            return Err(ArchiveError::InvalidLevel(level));
-        }
-        let file = create_private(path)
-            .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
-        let compression = Compression::Gzip;
-        Ok(Self {
-            out: Output::File(file),
-            path: path.to_path_buf(),
-            level,
-            encoder,
-            compression,
-            usable: true,
-            marks: None,
-        })
+        Self::new(path, || file_output(path), Compression::Gzip, level, encoder)
     }
 
     /// Creates `path` like [`ArchiveWriter::create`], compressed with `compression`'s parallel
     /// compressor at `level` (gzip 0–9, zstd 1–19).
     pub fn create_compressed(path: &Path, compression: Compression, level: u32) -> Result<Self, ArchiveError> {
-        check_level(compression, level)?;
-        let file = create_private(path)
-            .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
-        let encoder = codec::data_encoder(compression);
-        Ok(Self {
-            out: Output::File(file),
-            path: path.to_path_buf(),
-            level,
-            encoder,
-            compression,
-            usable: true,
-            marks: None,
-        })
+        Self::new(path, || file_output(path), compression, level, codec::data_encoder(compression))
     }
 
     /// [`ArchiveWriter::create_streamed`] with `compression`'s parallel compressor.
@@ -104,10 +78,7 @@ impl ArchiveWriter {
         compression: Compression,
         level: u32,
     ) -> Result<Self, ArchiveError> {
-        check_level(compression, level)?;
-        let encoder = codec::data_encoder(compression);
-        let out = Output::Stream { out, part_limit: PART_LIMIT };
-        Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true, marks: None })
+        Self::new(path, || Ok(stream_output(out)), compression, level, codec::data_encoder(compression))
     }
 
     /// Writes the archive into `out`, which cannot seek (`path` is the file it ends up in, for
@@ -119,11 +90,19 @@ impl ArchiveWriter {
         level: u32,
         encoder: EncoderFactory,
     ) -> Result<Self, ArchiveError> {
-        if level > 9 {
-            return Err(ArchiveError::InvalidLevel(level));
-        }
-        let out = Output::Stream { out, part_limit: PART_LIMIT };
-        let compression = Compression::Gzip;
+        Self::new(path, || Ok(stream_output(out)), Compression::Gzip, level, encoder)
+    }
+
+    /// The level is checked before `output` creates anything.
+    fn new(
+        path: &Path,
+        output: impl FnOnce() -> Result<Output, ArchiveError>,
+        compression: Compression,
+        level: u32,
+        encoder: EncoderFactory,
+    ) -> Result<Self, ArchiveError> {
+        check_level(compression, level)?;
+        let out = output()?;
         Ok(Self { out, path: path.to_path_buf(), level, encoder, compression, usable: true, marks: None })
     }
 
@@ -324,6 +303,16 @@ impl ArchiveWriter {
     fn io_error(&self, source: io::Error) -> ArchiveError {
         ArchiveError::Io { context: format!("writing archive {}", self.path.display()), source }
     }
+}
+
+fn file_output(path: &Path) -> Result<Output, ArchiveError> {
+    let file = create_private(path)
+        .map_err(|source| ArchiveError::Io { context: format!("creating archive {}", path.display()), source })?;
+    Ok(Output::File(file))
+}
+
+fn stream_output(out: Box<dyn StreamOutput>) -> Output {
+    Output::Stream { out, part_limit: PART_LIMIT }
 }
 
 fn check_level(compression: Compression, level: u32) -> Result<(), ArchiveError> {
