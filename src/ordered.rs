@@ -1,7 +1,7 @@
 //! What the two parallel decompressors ([`crate::gzip::gunzip`], [`crate::zstd::unzstd`]) share:
 //! the input that counts its offset (for error messages), the pieces a splitter hands on in input
 //! order (ready, or awaiting a worker's reply), the reader that joins them into one stream, and how
-//! many threads they run. A leaf: it imports nothing from the crate.
+//! many threads they run, and the read that fills a buffer up to the stream's end. A leaf: it imports nothing from the crate.
 
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::Receiver;
@@ -9,6 +9,20 @@ use std::sync::mpsc::Receiver;
 /// Compression and decompression threads: every core (the dump and the engine get what is left).
 pub fn threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Fills `buf` as far as the stream goes; the count is short only at its end.
+pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// A piece of the decompressed stream, in input order: done on the splitting thread, or the

@@ -44,15 +44,7 @@ pub fn check_name_matches(head: &[u8], named: Compression, shown: &str) -> Resul
 /// Reads the first bytes of `source` (at most 4) without losing them.
 pub fn peek_head<R: Read>(mut source: R) -> io::Result<(Vec<u8>, Cursor<Vec<u8>>, R)> {
     let mut head = vec![0u8; 4];
-    let mut filled = 0;
-    while filled < head.len() {
-        match source.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let filled = crate::ordered::read_up_to(&mut source, &mut head)?;
     head.truncate(filled);
     Ok((head.clone(), Cursor::new(head), source))
 }

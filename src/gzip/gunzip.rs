@@ -19,9 +19,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::member::{declared_len, invalid, read_member_start, read_up_to, MemberStart, TRAILER_LEN};
+use super::member::{declared_len, invalid, read_member_start, MemberStart, TRAILER_LEN};
 use super::BLOCK_LEN;
-use crate::ordered::{Counted, InOrder, Piece};
+use crate::ordered::{read_up_to, Counted, InOrder, Piece};
 
 /// Largest Mgzip member accepted, compressed or not: 8 × what [`super::compress`] writes, so that
 /// a crafted archive cannot make the queues below hold more than a few tens of MiB.

@@ -6,6 +6,7 @@
 //! `IG` extra subfield ([`mgzip_header`], gzp's framing). [`read_member_start`] reads any header
 //! back and reports that length when it is there.
 
+use crate::ordered::read_up_to;
 use std::io::{self, Read, Write};
 
 use flate2::write::GzEncoder;
@@ -127,20 +128,6 @@ fn mgzip_block_size(mut extra: &[u8]) -> Option<u32> {
         extra = &extra[4 + len..];
     }
     None
-}
-
-/// Fills `buf` as far as the stream goes; the count is short only at its end.
-pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// `Ok(false)` when the input ends before the first byte, an error when it ends after it.

@@ -4,6 +4,7 @@
 //! ([`read_frame_header`]) so that frames can be cut out of a stream by walking their block
 //! headers, without decompressing.
 
+use crate::ordered::read_up_to;
 use std::io::{self, Read};
 
 /// A zstd frame starts with these bytes (0xFD2FB528, little-endian).
@@ -194,20 +195,6 @@ pub fn xxh64(data: &[u8], seed: u64) -> u64 {
     h ^= h >> 29;
     h = h.wrapping_mul(P3);
     h ^ (h >> 32)
-}
-
-/// Fills `buf` as far as the stream goes; the count is short only at its end.
-pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// An error about the content of the stream (not the file system).

@@ -19,9 +19,9 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::frame::{block_extent, invalid, read_frame_header, read_up_to, FrameStart, BLOCK_HEADER_LEN, CHECKSUM_LEN};
+use super::frame::{block_extent, invalid, read_frame_header, FrameStart, BLOCK_HEADER_LEN, CHECKSUM_LEN};
 use super::BLOCK_LEN;
-use crate::ordered::{Counted, InOrder, Piece};
+use crate::ordered::{read_up_to, Counted, InOrder, Piece};
 
 /// Largest frame handed to a worker, compressed or not: 4 × what [`super::compress`] writes.
 const MAX_FRAME_LEN: usize = 4 * BLOCK_LEN;
