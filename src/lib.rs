@@ -24,7 +24,7 @@
 //!  rowcount                      rows per table counted as a dump streams past (pure)
 //!  archive                       the streaming .tar.gz / .tar.zst format
 //!  gzip · zstd                   the codecs
-//!  ordered                       what both codecs' parallel decompressors share
+//!  blocks · ordered              what both codecs' parallel compressors · decompressors share
 //!  vocab · exit · output · schedule · shutdown · nofollow · logging · terminal · crypto   leaves
 //! ```
 //!
@@ -96,6 +96,8 @@
 //!   [`manifest`] describes an archive's content.
 //!
 //! Leaves (import nothing from the crate, or only other leaves):
+//! - [`blocks`] is the parallel block compressor both codecs' encoders run: fixed-length blocks
+//!   compressed on every core, written in order, at most `threads + 1` blocks in flight.
 //! - [`ordered`] is what the two codecs' parallel decompressors share: the offset-counting
 //!   input, the pieces in input order and the reader that joins them, the thread count.
 //! - [`vocab`] holds the shared value types (`EngineKind`, `ServiceName`, `EnvName`,
@@ -115,6 +117,7 @@
 pub mod alerting;
 pub mod archive;
 pub mod backup;
+pub mod blocks;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -6,8 +6,11 @@ use crate::engine::psql_guard::Refusal;
 use bytes::Bytes;
 
 /// Rows per batch, in bytes: large enough that a statement per batch costs nothing, small
-/// enough that the sessions' queues keep memory flat.
-pub const BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// enough that the sessions' queues (two batches each, plus the one being sent) keep memory flat.
+pub const BATCH_BYTES: usize = 512 * 1024;
+/// Rows a run must reach before it goes to data sessions: a data phase (sessions started, the
+/// setup replayed in each) costs more than it saves on a small table.
+pub const ROUTE_BYTES: usize = 2 * 1024 * 1024;
 
 /// What a splitter hands on, in the order the sessions must see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! The parallel gzip compressor used for archive data: gzp's `ParCompress` pipeline, blocks of
-//! [`BLOCK_LEN`] compressed on every core, each block a standard gzip member whose header also
-//! records its length (gzp's Mgzip framing, see [`super::member`]), so [`super::gunzip`] can
+//! The parallel gzip compressor used for archive data: blocks of [`BLOCK_LEN`] compressed on
+//! every core ([`ParallelBlocks`]), each block a standard gzip member whose header also records
+//! its length (the Mgzip framing of gzp, see [`super::member`]), so [`super::gunzip`] can
 //! decompress them in parallel too. Every gzip reader decodes concatenated members as one stream.
 //!
 //! Which deflate library compresses a block depends on the level, because each wins on part of
@@ -24,115 +24,58 @@
 
 use std::io::{self, Write};
 
-use gzp::par::compress::{ParCompress, ParCompressBuilder};
-use gzp::{Compression, FormatSpec, GzpError, ZWriter};
-
 use super::encoder::Sink;
 use super::isal::{self, IsalDeflater};
 use super::member::{mgzip_header, trailer, MGZIP_HEADER_LEN, TRAILER_LEN};
 use super::{threads, DataEncoder, EncoderFactory, BLOCK_LEN};
+use crate::blocks::{BlockCompressor, ParallelBlocks};
 
 /// The lowest level compressed by zlib-rs rather than libdeflate (see the module's table).
 pub const ZLIB_FROM_LEVEL: u32 = 6;
 
 pub fn parallel_gzip_encoder(sink: Sink, level: u32) -> io::Result<Box<dyn DataEncoder>> {
-    let compressor = ParCompressBuilder::<DumpMgzip>::new()
-        .num_threads(threads())
-        .map_err(io::Error::other)?
-        .buffer_size(BLOCK_LEN)
-        .map_err(io::Error::other)?
-        // gzp's own default level is 3: always set it.
-        .compression_level(Compression::new(level))
-        .from_writer(sink);
-    Ok(Box::new(ParallelGzip { inner: Some(compressor) }))
+    let compressors = (0..threads())
+        .map(|_| deflater_for(level).map(|d| Box::new(d) as Box<dyn BlockCompressor>))
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Box::new(ParallelGzip(ParallelBlocks::new(sink, BLOCK_LEN, compressors, "gzip")?)))
 }
 
 /// The factory to hand to the archive writer (`ArchiveWriter::create_with_encoder`).
 pub const PARALLEL_GZIP: EncoderFactory = parallel_gzip_encoder;
 
-struct ParallelGzip {
-    inner: Option<ParCompress<'static, DumpMgzip, Sink>>,
-}
+struct ParallelGzip(ParallelBlocks);
 
 impl Write for ParallelGzip {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let result = self.inner.as_mut().ok_or_else(finished)?.write(buf);
-        self.forget_on_error(result)
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let result = self.inner.as_mut().ok_or_else(finished)?.flush();
-        self.forget_on_error(result)
-    }
-}
-
-impl ParallelGzip {
-    /// After an error gzp has torn its pipeline down, and calling it again would panic: drop it.
-    fn forget_on_error<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
-        if result.is_err() {
-            self.inner = None;
-        }
-        result
+        self.0.flush()
     }
 }
 
 impl DataEncoder for ParallelGzip {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        let mut compressor = self.inner.take().ok_or_else(finished)?;
-        // The writer thread flushes the sink before it returns it.
-        let mut sink = compressor.finish().map_err(io::Error::other)?;
-        sink.flush()
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        // Flushes the sink before it returns.
+        self.0.finish()
     }
 }
 
-impl Drop for ParallelGzip {
-    fn drop(&mut self) {
-        // gzp's own Drop finishes with unwrap(), which would panic after a write error (disk full).
-        // Finishing here, ignoring the result, leaves it nothing to retry.
-        if let Some(mut compressor) = self.inner.take() {
-            let _ = compressor.finish();
-        }
-    }
-}
-
-/// Mgzip members deflated by the library that suits the level.
-#[derive(Clone, Copy, Debug)]
-struct DumpMgzip;
-
+/// Deflates blocks with the library that suits the level.
 enum Deflater {
     Isal(IsalDeflater),
     Libdeflate(libdeflater::Compressor),
     Zlib(flate2::Compress),
 }
 
-impl FormatSpec for DumpMgzip {
-    type C = gzp::check::PassThroughCheck;
-    type Compressor = Deflater;
-
-    fn new() -> Self {
-        DumpMgzip
-    }
-
-    fn needs_dict(&self) -> bool {
-        false
-    }
-
-    fn create_compressor(&self, level: Compression) -> Result<Deflater, GzpError> {
-        Ok(deflater_for(level.level())?)
-    }
-
-    fn encode(
-        &self,
-        input: &[u8],
-        encoder: &mut Deflater,
-        _level: Compression,
-        _dict: Option<&bytes::Bytes>,
-        _is_last: bool,
-    ) -> Result<Vec<u8>, GzpError> {
+impl BlockCompressor for Deflater {
+    /// One Mgzip member: header with the member's length, deflate data, CRC32 and length.
+    fn compress(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
         if u32::try_from(input.len()).is_err() {
-            return Err(io::Error::other("block too large").into());
+            return Err(io::Error::other("block too large"));
         }
-        let mut member = match encoder {
+        let mut member = match self {
             Deflater::Isal(deflater) => isal_member(deflater, input)?,
             Deflater::Libdeflate(compressor) => {
                 let bound = compressor.deflate_compress_bound(input.len());
@@ -153,7 +96,7 @@ impl FormatSpec for DumpMgzip {
                     .compress_vec(input, &mut member, flate2::FlushCompress::Finish)
                     .map_err(io::Error::other)?;
                 if status != flate2::Status::StreamEnd {
-                    return Err(io::Error::other("deflate output exceeded its bound").into());
+                    return Err(io::Error::other("deflate output exceeded its bound"));
                 }
                 member
             }
@@ -163,14 +106,6 @@ impl FormatSpec for DumpMgzip {
         member.extend_from_slice(&trailer(input));
         Ok(member)
     }
-
-    fn header(&self, _level: Compression) -> Vec<u8> {
-        Vec::new()
-    }
-
-    fn footer(&self, _check: &Self::C) -> Vec<u8> {
-        Vec::new()
-    }
 }
 
 /// The deflater that wins at `level` (see the module's table).
@@ -179,7 +114,7 @@ fn deflater_for(level: u32) -> io::Result<Deflater> {
         return Ok(Deflater::Isal(IsalDeflater::new(level)?));
     }
     if level >= ZLIB_FROM_LEVEL {
-        return Ok(Deflater::Zlib(flate2::Compress::new(Compression::new(level), false)));
+        return Ok(Deflater::Zlib(flate2::Compress::new(flate2::Compression::new(level), false)));
     }
     let level = i32::try_from(level).ok().and_then(|l| libdeflater::CompressionLvl::new(l).ok());
     let level = level.ok_or_else(|| io::Error::other("invalid libdeflate compression level"))?;
@@ -192,10 +127,6 @@ fn isal_member(deflater: &mut IsalDeflater, input: &[u8]) -> io::Result<Vec<u8>>
     let n = deflater.deflate(input, &mut member[MGZIP_HEADER_LEN..])?;
     member.truncate(MGZIP_HEADER_LEN + n);
     Ok(member)
-}
-
-fn finished() -> io::Error {
-    io::Error::other("the compressor was finished or failed earlier")
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Reads a sequence of gzip members on every core, in order, as one stream.
 //!
-//! The archive's data members come from [`super::compress`]: gzp's Mgzip, whose header carries
+//! The archive's data members come from [`super::compress`]: Mgzip members (gzp's framing), whose header carries
 //! the member's total length (extra subfield `IG`, parsed by [`super::member`]), so members can be
 //! cut out of the input without inflating them and decompressed in parallel with libdeflate, which
 //! checks each member's CRC32 and length. Any other member (the archive's small header members, or
@@ -12,8 +12,8 @@
 //!               └────────(pieces, in archive order)──────────────────▶ reader
 //! ```
 //!
-//! Memory stays bounded: at most `2 × threads` members wait for a worker, and at most
-//! `4 × threads` pieces wait for the reader.
+//! Memory stays bounded: at most `threads` members wait for a worker, and at most
+//! `threads + 1` pieces wait for the reader (as in the zstd reader).
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -40,13 +40,13 @@ pub fn with_parallel_gunzip<R: Read + Send, T>(
 ) -> T {
     let threads = threads.max(1);
     std::thread::scope(|scope| {
-        let (jobs, job_queue) = sync_channel::<Job>(threads * 2);
+        let (jobs, job_queue) = sync_channel::<Job>(threads);
         let job_queue = Arc::new(Mutex::new(job_queue));
         for _ in 0..threads {
             let queue = Arc::clone(&job_queue);
             scope.spawn(move || decompress_members(&queue));
         }
-        let (pieces, piece_queue) = sync_channel::<Piece>(threads * 4);
+        let (pieces, piece_queue) = sync_channel::<Piece>(threads + 1);
         scope.spawn(move || split_members(source, &jobs, &pieces));
         let mut reader = InOrder::new(piece_queue);
         let out = consume(&mut reader);

@@ -34,7 +34,7 @@ pub use crate::ordered::threads;
 #[cfg(test)]
 mod tests {
     /// The codec sits below the archive format: its files may name only `crate::zstd` paths (and
-    /// the shared leaf `crate::ordered`).
+    /// the shared leaves `crate::ordered`, `crate::blocks`).
     #[test]
     fn the_codec_imports_nothing_from_the_rest_of_the_crate() {
         let files = [
@@ -45,12 +45,13 @@ mod tests {
         ];
         // Spelled in two halves so that this test does not find itself.
         let (any, own, shared) = (concat!("crate", "::"), concat!("crate", "::zstd"), concat!("crate", "::ordered"));
+        let blocks = concat!("crate", "::blocks");
         for (file, text) in files {
             for (n, line) in text.lines().enumerate() {
-                // `crate::ordered` is the leaf both codecs share.
+                // `crate::ordered` and `crate::blocks` are the leaves both codecs share.
                 let outside = line
                     .match_indices(any)
-                    .any(|(at, _)| !line[at..].starts_with(own) && !line[at..].starts_with(shared));
+                    .any(|(at, _)| ![own, shared, blocks].iter().any(|allowed| line[at..].starts_with(allowed)));
                 assert!(!outside, "src/zstd/{file}:{}: {line}", n + 1);
             }
         }

@@ -12,7 +12,7 @@
 use memchr::{memchr, memchr2};
 
 use crate::engine::psql_guard::Refusal;
-use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES};
+use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES, ROUTE_BYTES};
 
 /// A partial line longer than this goes on to the serial session as it is (and stays there).
 const MAX_HELD: usize = 16 * 1024 * 1024;
@@ -157,16 +157,23 @@ pub struct MysqlSplitter {
     /// session's.
     preamble_done: bool,
     batch_bytes: usize,
+    /// The rows a run must reach before its first batch goes (see [`ROUTE_BYTES`]).
+    route_bytes: usize,
 }
 
 impl Default for MysqlSplitter {
     fn default() -> Self {
-        Self::with_batch_bytes(BATCH_BYTES)
+        Self::with_sizes(ROUTE_BYTES, BATCH_BYTES)
     }
 }
 
 impl MysqlSplitter {
+    /// Batches of `batch_bytes`, a run routed once its rows reach that much.
     pub fn with_batch_bytes(batch_bytes: usize) -> Self {
+        Self::with_sizes(batch_bytes, batch_bytes)
+    }
+
+    fn with_sizes(route_bytes: usize, batch_bytes: usize) -> Self {
         MysqlSplitter {
             lexer: Lexer { delimiter: b";".to_vec(), mode: Mode::Code, versioned: false, in_statement: false },
             line: Vec::new(),
@@ -178,6 +185,7 @@ impl MysqlSplitter {
             setup: Vec::new(),
             preamble_done: false,
             batch_bytes: batch_bytes.max(1),
+            route_bytes: route_bytes.max(batch_bytes).max(1),
         }
     }
 
@@ -209,7 +217,8 @@ impl MysqlSplitter {
         let statement = self.statement.take().unwrap_or_default();
         if whole {
             self.rows.extend_from_slice(&statement);
-            if self.rows.len() >= self.batch_bytes {
+            let full = if self.routing { self.batch_bytes } else { self.route_bytes };
+            if self.rows.len() >= full {
                 self.routing = true;
                 self.emit_rows();
             }

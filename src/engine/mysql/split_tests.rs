@@ -115,3 +115,22 @@ fn autocommit_and_later_settings_are_not_part_of_a_session_setup() {
     s.push(sql.as_bytes()).unwrap();
     assert_eq!(s.setup.concat(), b"/*!40101 SET NAMES utf8mb4 */;\nUSE `b`;\n");
 }
+
+#[test]
+fn a_run_goes_to_data_sessions_only_once_it_reaches_the_route_size_then_in_small_batches() {
+    let inserts: String = (0..200).map(|i| format!("INSERT INTO `c` VALUES ({i},'row number {i}');\n")).collect();
+    let sql = format!("{PREAMBLE}{inserts}{AFTER}");
+    let mut s = MysqlSplitter::with_sizes(inserts.len() + 1, 100);
+    let mut got = s.push(sql.as_bytes()).unwrap();
+    got.extend(s.finish().unwrap());
+    assert!(got.iter().all(|p| !matches!(p, Piece::Batch(_))), "a run under the route size stays serial");
+
+    let mut s = MysqlSplitter::with_sizes(2000, 100);
+    let mut got = s.push(sql.as_bytes()).unwrap();
+    got.extend(s.finish().unwrap());
+    let batches: Vec<usize> =
+        got.iter().filter_map(|p| if let Piece::Batch(b) = p { Some(b.len()) } else { None }).collect();
+    assert!((2000..2100).contains(&batches[0]), "the first batch holds the route size: {batches:?}");
+    assert!(batches[1..batches.len() - 1].iter().all(|&n| (100..200).contains(&n)), "then batch-sized: {batches:?}");
+    assert_eq!(batches.iter().sum::<usize>(), inserts.len());
+}

@@ -7,7 +7,7 @@
 use memchr::memchr;
 
 use super::{PsqlGuard, Refusal};
-use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES};
+use crate::engine::split::{Piece, Pieces, Split, BATCH_BYTES, ROUTE_BYTES};
 
 /// Serial bytes held back longer than this (one enormous statement) go on checked so far.
 const MAX_HELD: usize = 16 * 1024 * 1024;
@@ -43,6 +43,8 @@ pub struct Splitter {
     after_batch: bool,
     setup: Setup,
     batch_bytes: usize,
+    /// The rows a table must reach before its first batch goes (see [`ROUTE_BYTES`]).
+    route_bytes: usize,
 }
 
 /// What a new session needs to read rows as the first one would: psql's `\encoding`, the
@@ -56,10 +58,15 @@ struct Setup {
 
 impl Splitter {
     pub fn new(guard: PsqlGuard) -> Self {
-        Self::with_batch_bytes(guard, BATCH_BYTES)
+        Self::with_sizes(guard, ROUTE_BYTES, BATCH_BYTES)
     }
 
+    /// Batches of `batch_bytes`, a table routed once its rows reach that much.
     pub fn with_batch_bytes(guard: PsqlGuard, batch_bytes: usize) -> Self {
+        Self::with_sizes(guard, batch_bytes, batch_bytes)
+    }
+
+    fn with_sizes(guard: PsqlGuard, route_bytes: usize, batch_bytes: usize) -> Self {
         Splitter {
             guard,
             segment: Vec::new(),
@@ -69,6 +76,7 @@ impl Splitter {
             after_batch: false,
             setup: Setup::default(),
             batch_bytes: batch_bytes.max(1),
+            route_bytes: route_bytes.max(batch_bytes).max(1),
         }
     }
 
@@ -131,9 +139,10 @@ impl Splitter {
 
     fn row(&mut self, row: &[u8]) {
         match &mut self.copying {
-            Copying::Routed { header, batch, .. } => {
+            Copying::Routed { header, batch, sent } => {
                 batch.extend_from_slice(row);
-                if batch.len() - header.len() >= self.batch_bytes {
+                let full = if *sent { self.batch_bytes } else { self.route_bytes };
+                if batch.len() - header.len() >= full {
                     self.emit_batch();
                 }
             }
@@ -167,7 +176,7 @@ impl Splitter {
             Copying::No if self.guard.in_copy => {
                 self.after_batch = false;
                 if !spilled && self.guard.copies_pending == 1 && routable(&segment) {
-                    let mut batch = Vec::with_capacity(self.batch_bytes + segment.len() + 4);
+                    let mut batch = Vec::with_capacity(self.route_bytes + segment.len() + 4);
                     batch.extend_from_slice(&segment);
                     self.copying = Copying::Routed { header: segment, batch, sent: false };
                 } else {

@@ -180,3 +180,29 @@ fn a_refusal_inside_copy_data_or_after_it_stops_the_split() {
     let err = s.push(b"SELECT 1; \\! id\n").unwrap_err();
     assert!(err.what.contains("\\! id"), "{err}");
 }
+
+#[test]
+fn a_table_goes_to_data_sessions_only_once_its_rows_reach_the_route_size_then_in_small_batches() {
+    let rows: String = (0..1000).map(|i| format!("{i}\tsome text {i}\n")).collect();
+    let header = "COPY public.big (id, t) FROM stdin;\n";
+    let small = format!("{header}{}\\.\n", &rows[..rows.find("300\t").unwrap()]);
+    let mut s = Splitter::with_sizes(PsqlGuard::for_database("app"), 8000, 1000);
+    let mut got = s.push(small.as_bytes()).unwrap();
+    got.extend(s.finish().unwrap());
+    assert_eq!(got, vec![serial(&small)], "under the route size: serial");
+
+    let sql = format!("{header}{rows}\\.\n");
+    let mut s = Splitter::with_sizes(PsqlGuard::for_database("app"), 8000, 1000);
+    let mut got = s.push(sql.as_bytes()).unwrap();
+    got.extend(s.finish().unwrap());
+    let bodies: Vec<usize> = got[1..]
+        .iter()
+        .map(|p| match p {
+            Piece::Batch(b) => b.len() - header.len() - 3,
+            other => panic!("not a batch: {other:?}"),
+        })
+        .collect();
+    assert!((8000..8100).contains(&bodies[0]), "the first batch holds the route size: {bodies:?}");
+    assert!(bodies[1..bodies.len() - 1].iter().all(|&n| (1000..1100).contains(&n)), "then batch-sized: {bodies:?}");
+    assert_eq!(bodies.iter().sum::<usize>(), rows.len());
+}
