@@ -129,12 +129,6 @@ impl Sender {
     fn smtp_transport(&self, t: &SmtpTarget) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let tls_parameters = || -> Result<TlsParameters, String> {
             let mut params = TlsParameters::builder(t.host.clone());
-            // lettre is built without its own copy of the roots (webpki-roots): the bundled ones
-            // that reqwest and object_store use serve here too.
-            for der in crate::tls::bundled_roots() {
-                let cert = Certificate::from_der(der.to_vec()).map_err(|e| format!("bundled root certificate: {e}"))?;
-                params = params.add_root_certificate(cert);
-            }
             if let Some(pem) = &self.extra_roots_pem {
                 let cert = Certificate::from_pem(pem).map_err(|e| format!("DB_BACKUP_NOTIFY_CA_FILE: {e}"))?;
                 params = params.add_root_certificate(cert);
