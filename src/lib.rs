@@ -104,7 +104,8 @@
 //!   `ArchiveKind`, `EntryRole`); [`exit`] the exit codes; [`output`] how sizes, durations and
 //!   times are shown; [`schedule`] cron schedules, `TZ`, the next run and the wait for it;
 //!   [`shutdown`] the signal that every loop selects on; [`logging`] the tracing setup;
-//!   [`terminal`] the line a manual run redraws in place, erased before any other output.
+//!   [`terminal`] the line a manual run redraws in place, erased before any other output;
+//!   [`tls`] the rustls provider and bundled roots that the S3 client and notifications share.
 //!
 //! Alerting:
 //! - [`alerting`] is what the daemon reports services and runs to; it drives [`notify`]
@@ -155,6 +156,7 @@ pub mod stale;
 pub mod status;
 pub mod store;
 pub mod terminal;
+pub mod tls;
 pub mod verify;
 pub mod vocab;
 pub mod zstd;

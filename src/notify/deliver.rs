@@ -44,18 +44,25 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(extra_roots_pem: Option<Vec<u8>>, policy: Policy) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
+        crate::tls::install_crypto_provider();
+        // The bundled roots and the extra ones only: reqwest's default, the platform verifier,
+        // would look for CA files, and the runtime image has none.
+        let mut roots = Vec::new();
+        for der in crate::tls::bundled_roots() {
+            roots.push(reqwest::Certificate::from_der(der).map_err(|e| format!("bundled root certificate: {e}"))?);
+        }
+        if let Some(pem) = &extra_roots_pem {
+            roots.extend(
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("DB_BACKUP_NOTIFY_CA_FILE: {e}"))?,
+            );
+        }
+        let http = reqwest::Client::builder()
             .user_agent(concat!("db-backup/", env!("CARGO_PKG_VERSION")))
             .timeout(policy.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3));
-        if let Some(pem) = &extra_roots_pem {
-            for cert in
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("DB_BACKUP_NOTIFY_CA_FILE: {e}"))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| format!("cannot set up the HTTP client for notifications: {e}"))?;
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .tls_certs_only(roots)
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client for notifications: {e}"))?;
         Ok(Sender { http, extra_roots_pem, policy })
     }
 
@@ -173,4 +180,102 @@ fn describe_chain(what: &str, e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    use super::*;
+
+    /// A real TLS server (rustls) for `localhost` with a certificate from a throwaway CA: answers
+    /// every request 200 and records its request line. Returns the port, the CA's PEM and the log.
+    fn https_receiver() -> (u16, Vec<u8>, Arc<Mutex<Vec<String>>>) {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "db-backup test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem().into_bytes();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf =
+            CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+                let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                // A refused handshake ends here with an error: nothing to record.
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().unwrap().push(line.trim().to_string());
+                let stream = reader.get_mut();
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            }
+        });
+        (port, ca_pem, log)
+    }
+
+    fn post_to(port: u16) -> Job {
+        Job::Http(HttpRequest {
+            url: url::Url::parse(&format!("https://localhost:{port}/hook")).unwrap(),
+            headers: Vec::new(),
+            auth: None,
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        })
+    }
+
+    fn once() -> Policy {
+        Policy { timeout: Duration::from_secs(10), attempts: 1, backoff: Duration::ZERO }
+    }
+
+    #[tokio::test]
+    async fn https_reaches_a_server_whose_ca_is_given_and_refuses_it_otherwise() {
+        let (port, ca_pem, log) = https_receiver();
+
+        let trusting = Sender::new(Some(ca_pem), once()).unwrap();
+        trusting.deliver(&post_to(port)).await.unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["POST /hook HTTP/1.1".to_string()]);
+
+        // Only the bundled roots: the test CA is not among them, so the certificate is refused.
+        let bundled_only = Sender::new(None, once()).unwrap();
+        let err = bundled_only.deliver(&post_to(port)).await.unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        assert_eq!(log.lock().unwrap().len(), 1, "nothing was sent over the refused connection");
+    }
 }

@@ -23,7 +23,7 @@ pub mod sync;
 mod upload;
 
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -82,7 +82,7 @@ impl Remote {
 
     /// As [`Remote::connect`], with another retry policy (tests shorten the backoff).
     pub fn connect_with(config: &RemoteConfig, journal_dir: &Path, retry: RetryConfig) -> Result<Self, RemoteError> {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let endpoint = config.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", config.region));
         let redactor = Redactor::new(&config.url, &endpoint, &config.credentials);
         let creds = &config.credentials;
@@ -214,17 +214,8 @@ fn client_options(endpoint: &str) -> object_store::Result<ClientOptions> {
         .with_timeout(Duration::from_secs(300))
         // The runtime image has no CA files: trust Mozilla's roots, bundled at build time.
         .with_no_system_certificates(true);
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        options = options.with_root_certificate(Certificate::from_der(der.as_ref())?);
+    for der in crate::tls::bundled_roots() {
+        options = options.with_root_certificate(Certificate::from_der(der)?);
     }
     Ok(options)
-}
-
-/// rustls needs a process-wide crypto provider; ring builds with a C compiler alone.
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means another provider is already installed, which serves as well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
