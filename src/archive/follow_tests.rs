@@ -123,8 +123,10 @@ fn a_byte_flipped_in_an_open_entry_ahead_of_the_follower_fails_it() {
     let writing = std::thread::spawn(move || {
         let mut w = w;
         let mut e = w.begin_entry("databases/app.sql", 7).unwrap();
-        // gzp holds an unfinished 512 KiB block back: this leaves about 2.6 MB in the file.
-        e.write_all(&noise(2_900_000, 7)).unwrap();
+        // The compressor holds back the block being filled and the last `threads` blocks it
+        // sent (crate::blocks): five whole 512 KiB blocks, about 2.6 MB, reach the file.
+        let block = crate::gzip::BLOCK_LEN;
+        e.write_all(&noise((5 + crate::gzip::threads()) * block + 100_000, 7)).unwrap();
         resumed.recv().unwrap();
         e.write_all(&noise(2 << 20, 8)).unwrap();
         e.finish().unwrap();
