@@ -66,22 +66,8 @@ impl Write for ParallelZstd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::Shared;
     use std::io::Read;
-    use std::sync::{Arc, Mutex};
-
-    /// A sink the test can read back after the encoder has consumed its box.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn compressed(data: &[u8], level: u32, threads: usize) -> Vec<u8> {
         let out = Shared::default();
