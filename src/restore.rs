@@ -41,7 +41,10 @@ pub use report::RestoreReport;
 use target::resolve_target;
 
 const READ_CHUNK: usize = 256 * 1024;
-const CHANNEL_CHUNKS: usize = 16;
+/// Chunks read ahead of the replay: it waits on the database, not on the archive.
+const CHANNEL_CHUNKS: usize = 4;
+/// One core decompresses far faster than a database loads rows: more would only add memory.
+const REPLAY_DECOMPRESSION_THREADS: usize = 1;
 /// Roles and users are rewritten in memory; a larger entry is not what the tools write.
 const MAX_REWRITTEN_ENTRY: usize = 64 * 1024 * 1024;
 
@@ -507,7 +510,7 @@ fn read_entries(
     fed: &AtomicU64,
 ) -> Result<(), ArchiveError> {
     let input = crate::sealed::open(path, identity).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-    for_each_entry(input, |name, reader| {
+    for_each_entry(input, Some(REPLAY_DECOMPRESSION_THREADS), |name, reader| {
         // The manifest and its signature were checked before; the replay has no use for them,
         // and handing them over raced with the replay dropping them ("restore stopped").
         if name == MANIFEST_NAME || name == crate::crypto::signing::SIGNATURE_NAME {

@@ -146,7 +146,7 @@ pub fn check_replayable(path: &Path, identity: Option<&Identities>, manifest: &M
     let shown = path.display().to_string();
     let input = open(path, identity)?;
     let mut refused = None;
-    let walked = crate::archive::for_each_entry(input, |name, reader| {
+    let walked = crate::archive::for_each_entry(input, None, |name, reader| {
         let Some(mut guard) = guard_for(manifest, name) else {
             return Ok(());
         };

@@ -37,12 +37,16 @@ pub struct Scan {
 /// This walks the 512-byte tar blocks itself (parsing them with `tar::Header`) instead of using
 /// `tar::Archive`: that one treats end-of-file as a valid end of archive, and silently consumes
 /// pax and long-link headers.
+///
+/// Decompresses on `threads` threads (`None`: every core); a reader that keeps pace with
+/// something slower than one core (a restore's database) uses one, which holds the least memory.
 pub fn for_each_entry<R: Read + Send>(
     input: R,
+    threads: Option<usize>,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
     let mut source = CountingReader::new(input);
-    let result = walk(&mut source, "archive", visit);
+    let result = walk(&mut source, threads, "archive", visit);
     result.map_err(|failure| failure.into_error("archive", source.error.take()))
 }
 
@@ -62,7 +66,7 @@ pub fn scan_reader<R: Read + Send>(input: R, shown: &str) -> Result<Scan, Archiv
     let mut source = CountingReader::new(input);
     let mut entries = Vec::new();
     let mut manifest = Vec::new();
-    let result = walk(&mut source, &label, |name, reader| {
+    let result = walk(&mut source, None, &label, |name, reader| {
         let keep = (name == MANIFEST_NAME).then_some(&mut manifest);
         let (info, tail) = digest_entry(name, reader, keep, shown)?;
         entries.push((info, tail));
@@ -196,13 +200,14 @@ pub(super) fn corrupt(label: &str, what: String) -> Failure {
 }
 
 /// Walks the archive, decompressing its gzip members or zstd frames (as its first bytes say) on
-/// every core.
+/// `threads` threads (`None`: every core).
 fn walk<R: Read + Send>(
     source: &mut CountingReader<R>,
+    threads: Option<usize>,
     label: &str,
     visit: impl FnMut(&str, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), Failure> {
-    with_decompressed_on(source, None, |stream| walk_stream(stream, label, visit))
+    with_decompressed_on(source, threads, |stream| walk_stream(stream, label, visit))
 }
 
 /// Runs `consume` on the decompressed bytes of `source` through the codec's layer (gzip members

@@ -160,7 +160,7 @@ fn an_entry_ending_where_a_part_ends_adds_no_empty_part() {
 /// Entries of an archive read from bytes, joined.
 fn read_entries(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
     let mut seen = Vec::new();
-    for_each_entry(bytes, |name, reader| {
+    for_each_entry(bytes, None, |name, reader| {
         let mut data = Vec::new();
         reader.read_to_end(&mut data).map_err(|source| ArchiveError::Io { context: "test".into(), source })?;
         seen.push((name.to_owned(), data));

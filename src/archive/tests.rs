@@ -105,7 +105,7 @@ fn member_ends(bytes: &[u8]) -> Vec<usize> {
 
 fn read_all_entries(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
     let mut seen = Vec::new();
-    for_each_entry(bytes, |name, reader| {
+    for_each_entry(bytes, None, |name, reader| {
         let mut data = Vec::new();
         reader.read_to_end(&mut data).map_err(|source| ArchiveError::Io { context: "test".into(), source })?;
         seen.push((name.to_owned(), data));
@@ -473,7 +473,7 @@ fn visit_may_read_part_of_an_entry() {
     let entries = sample_entries(100_000);
     write_archive(&path, 6, gzip_data_encoder, &entries);
     let mut names = Vec::new();
-    for_each_entry(File::open(&path).unwrap(), |name, reader| {
+    for_each_entry(File::open(&path).unwrap(), None, |name, reader| {
         let mut first = [0u8; 10];
         let _ = reader.read(&mut first).unwrap();
         names.push(name.to_owned());
@@ -490,7 +490,7 @@ fn a_failing_visit_stops_the_walk_with_its_own_error() {
     let path = dir.path().join("a.tar.gz");
     write_archive(&path, 1, gzip_data_encoder, &sample_entries(100_000));
     let mut visits = 0;
-    let result = for_each_entry(File::open(&path).unwrap(), |name, _| {
+    let result = for_each_entry(File::open(&path).unwrap(), None, |name, _| {
         visits += 1;
         if name == "databases/random.bin" {
             return Err(ArchiveError::Corrupt("restore failed".into()));
@@ -528,7 +528,7 @@ fn a_failing_source_is_an_io_error_not_a_corrupt_archive() {
     let bytes = std::fs::read(&path).unwrap();
     for limit in [0, 600, bytes.len() / 2, bytes.len() - 10] {
         let source = FailingSource { data: &bytes, limit };
-        match for_each_entry(source, |_, reader| {
+        match for_each_entry(source, None, |_, reader| {
             io::copy(reader, &mut io::sink()).map_err(|source| ArchiveError::Io { context: "visit".into(), source })?;
             Ok(())
         }) {

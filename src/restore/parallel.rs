@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{Replay, RestoreError, RestoreReport};
@@ -26,10 +27,13 @@ use crate::engine::{ExecCommand, RestoreStep};
 use crate::output::quote_stderr;
 use crate::shutdown::{Phase, Shutdown, ShutdownTrigger};
 
-/// Queued batches per data session (each about [`crate::engine::split::BATCH_BYTES`]):
-/// with the one being written, memory stays at about `2 × jobs` batches.
+/// Queued batches per data session (each about [`crate::engine::split::BATCH_BYTES`]).
 const DATA_QUEUE: usize = 1;
 const SERIAL_QUEUE: usize = 2;
+/// Bytes of batches queued for or being written by an entry's data sessions at once, whatever
+/// their number and the batches' size (a MariaDB batch holds at least one INSERT, as long as the
+/// dump's lines): memory stays flat. Enough for each of three sessions to be writing one.
+const DATA_BUDGET: usize = 4 << 20;
 
 /// One `docker exec` of psql, fed through a bounded channel.
 struct Session {
@@ -62,6 +66,45 @@ struct Parallel<'a, 'b> {
     next_worker: usize,
     /// What the next session started replays first (the splitter's latest [`Piece::Setup`]).
     setup: Bytes,
+    budget: Budget,
+}
+
+/// At most so many bytes of batches alive at once: each holds its share until it is dropped.
+struct Budget {
+    units: Arc<Semaphore>,
+    max_units: usize,
+}
+
+const BUDGET_UNIT: usize = 1024;
+
+/// A batch holding its share of a [`Budget`].
+struct Budgeted {
+    batch: Bytes,
+    _share: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.batch
+    }
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        let max_units = bytes.div_ceil(BUDGET_UNIT).clamp(1, u32::MAX as usize);
+        Budget { units: Arc::new(Semaphore::new(max_units)), max_units }
+    }
+
+    /// `batch`, once its share (all of the budget, for a larger batch) is free.
+    async fn hold(&self, batch: Bytes) -> Bytes {
+        let units = batch.len().div_ceil(BUDGET_UNIT).clamp(1, self.max_units);
+        // `units` fits a u32 (see `new`); the semaphore is never closed, so the error is unreachable.
+        let share = Arc::clone(&self.units).acquire_many_owned(units as u32).await;
+        match share {
+            Ok(share) => Bytes::from_owner(Budgeted { batch, _share: share }),
+            Err(_) => batch,
+        }
+    }
 }
 
 /// Replays `step`'s entry as described above; `session` is another session on its database.
@@ -82,7 +125,9 @@ pub(super) async fn replay_split(
             stop.abort();
         })
     };
-    let mut run = Parallel { ctx, step, session, jobs: ctx.jobs, stop, local, next_worker: 0, setup: Bytes::new() };
+    let budget = Budget::new(DATA_BUDGET);
+    let mut run =
+        Parallel { ctx, step, session, jobs: ctx.jobs, stop, local, next_worker: 0, setup: Bytes::new(), budget };
     let mut open = run.start(step.command.clone(), Vec::new());
     let stopped = loop {
         let (pieces, end) = match source.recv().await {
@@ -170,8 +215,10 @@ impl Parallel<'_, '_> {
         Ok(())
     }
 
-    /// Gives `batch` to the first data session with room, in turn, so each gets its share.
+    /// Gives `batch` to the first data session with room, in turn, so each gets its share, once
+    /// the budget has room for it.
     async fn dispatch(&mut self, sessions: &mut [Session], batch: Bytes) -> Result<(), Stop> {
+        let batch = self.budget.hold(batch).await;
         let n = sessions.len();
         for k in 0..n {
             let i = (self.next_worker + k) % n;
@@ -262,5 +309,36 @@ async fn send(session: &Session, bytes: Bytes) -> Result<(), Stop> {
     match &session.input {
         Some(input) => input.send(bytes).await.map_err(|_| Stop::Ended),
         None => Err(Stop::Ended),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn held(budget: &Budget, len: usize) -> Option<Bytes> {
+        tokio::time::timeout(Duration::from_millis(200), budget.hold(Bytes::from(vec![7u8; len]))).await.ok()
+    }
+
+    #[tokio::test]
+    async fn batches_past_the_budget_wait_until_one_is_dropped() {
+        let budget = Budget::new(3 * 1024);
+        let first = held(&budget, 2 * 1024).await.unwrap();
+        let second = held(&budget, 1024).await.unwrap();
+        assert_eq!((first.len(), &second[..3]), (2048, &[7u8, 7, 7][..]));
+        assert!(held(&budget, 1).await.is_none(), "the budget was spent");
+        drop(first);
+        assert!(held(&budget, 2 * 1024).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_budget_takes_all_of_it() {
+        let budget = Budget::new(4 * 1024);
+        let large = held(&budget, 1 << 20).await.unwrap();
+        assert_eq!(large.len(), 1 << 20);
+        assert!(held(&budget, 1).await.is_none());
+        drop(large);
+        assert!(held(&budget, 1).await.is_some());
     }
 }

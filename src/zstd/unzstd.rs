@@ -5,7 +5,8 @@
 //! without decompressing them and decompressed in parallel (zstd checks each frame's checksum and
 //! content size). A frame without a recorded size, or larger than this reader hands to a worker
 //! (one compressed by another tool), is decompressed in order on the splitting thread, in bounded
-//! pieces. Skippable frames are skipped.
+//! pieces. Skippable frames are skipped. With one thread every frame is read that way: a worker
+//! would only add a whole frame's output (and the frame) to memory, for no gain in speed.
 //!
 //! ```text
 //! source ──▶ splitter ──(frame, reply)──▶ workers (zstd) ──▶ reply
@@ -13,7 +14,8 @@
 //! ```
 //!
 //! Memory stays bounded: at most `threads` frames wait for a worker, at most `threads + 1`
-//! pieces wait for the reader, and a frame's window is capped at [`MAX_WINDOW_LOG`].
+//! pieces wait for the reader, and a frame's window is capped at [`MAX_WINDOW_LOG`]. With one
+//! thread that is the window and two pieces of [`STREAM_PIECE_LEN`].
 
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -32,22 +34,24 @@ const STREAM_PIECE_LEN: usize = 256 << 10;
 const SOURCE_BUFFER_LEN: usize = 256 << 10;
 
 /// Runs `consume` with a reader of the decompressed `source`, decompressing on `threads` worker
-/// threads. The threads end before this returns, also when `consume` stops reading early.
+/// threads (one: in order, beside the reader). The threads end before this returns, also when
+/// `consume` stops reading early.
 pub fn with_parallel_unzstd<R: Read + Send, T>(
     source: R,
     threads: usize,
     consume: impl FnOnce(&mut dyn Read) -> T,
 ) -> T {
     let threads = threads.max(1);
+    let in_order = threads == 1;
     std::thread::scope(|scope| {
         let (jobs, job_queue) = sync_channel::<Job>(threads);
         let job_queue = Arc::new(Mutex::new(job_queue));
-        for _ in 0..threads {
+        for _ in 0..if in_order { 0 } else { threads } {
             let queue = Arc::clone(&job_queue);
             scope.spawn(move || decompress_frames(&queue));
         }
         let (pieces, piece_queue) = sync_channel::<Piece>(threads + 1);
-        scope.spawn(move || split_frames(source, &jobs, &pieces));
+        scope.spawn(move || split_frames(source, in_order, &jobs, &pieces));
         let mut reader = InOrder::new(piece_queue);
         let out = consume(&mut reader);
         // Closing the piece queue stops the splitter, which closes the job queue, which stops the workers.
@@ -92,9 +96,9 @@ fn decompress_frame(decompressor: &mut zstd::bulk::Decompressor<'static>, job: &
     }
 }
 
-/// Cuts the input into frames: those of a known, bounded size go to the workers, others are
-/// decompressed here.
-fn split_frames<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender<Piece>) {
+/// Cuts the input into frames: those of a known, bounded size go to the workers, others (all of
+/// them `in_order`) are decompressed here.
+fn split_frames<R: Read>(source: R, in_order: bool, jobs: &SyncSender<Job>, pieces: &SyncSender<Piece>) {
     let mut input = Counted::new(BufReader::with_capacity(SOURCE_BUFFER_LEN, source));
     loop {
         let offset = input.offset;
@@ -102,7 +106,7 @@ fn split_frames<R: Read>(source: R, jobs: &SyncSender<Job>, pieces: &SyncSender<
             Ok(None) => return,
             Ok(Some(FrameStart::Skippable { len })) => skip(&mut input, len).map(|()| None),
             Ok(Some(FrameStart::Frame { head, content_size, checksum })) => {
-                match content_size.filter(|&n| n <= MAX_FRAME_OUT) {
+                match content_size.filter(|&n| n <= MAX_FRAME_OUT && !in_order) {
                     Some(n) => cut_frame(&mut input, head, checksum, offset).map(|cut| Some((cut, n as usize))),
                     None => Ok(Some((Cut::Unbounded(head), 0))),
                 }
@@ -279,24 +283,48 @@ mod tests {
     fn a_corrupted_frame_is_invalid_data_not_a_panic() {
         let data = text(3 * BLOCK_LEN, 5);
         let clean = frames(&data);
-        for at in [clean.len() / 3, clean.len() / 2, clean.len() - 2] {
-            let mut input = clean.clone();
-            input[at] ^= 0x55;
-            let err = read_all(&input, 2).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "flip at {at}: {err}");
+        for threads in [1, 2] {
+            for at in [clean.len() / 3, clean.len() / 2, clean.len() - 2] {
+                let mut input = clean.clone();
+                input[at] ^= 0x55;
+                let err = read_all(&input, threads).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{threads} threads, flip at {at}: {err}");
+            }
+            let mut streamed = streamed_frame(&data);
+            let at = streamed.len() / 2;
+            streamed[at] ^= 0x55;
+            assert!(read_all(&streamed, threads).is_err());
         }
-        let mut streamed = streamed_frame(&data);
-        let at = streamed.len() / 2;
-        streamed[at] ^= 0x55;
-        assert!(read_all(&streamed, 2).is_err());
+    }
+
+    /// The content size is what the parallel reader sizes a frame's output by; read in order,
+    /// zstd itself must hold the frame to it.
+    #[test]
+    fn a_frame_declaring_another_content_size_is_refused() {
+        let payload = text(1000, 9);
+        let clean = raw_frame(&payload).unwrap();
+        // raw_frame's layout for 256 ≤ len < 65,792: magic, descriptor, two bytes of len − 256.
+        let declared = |len: usize| {
+            let mut frame = clean.clone();
+            frame[5..7].copy_from_slice(&u16::try_from(len - 256).unwrap().to_le_bytes());
+            frame
+        };
+        assert_eq!(read_all(&clean, 1).unwrap(), payload);
+        for threads in [1, 2] {
+            for len in [999, 1001] {
+                assert!(read_all(&declared(len), threads).is_err(), "{threads} threads accepted {len} declared");
+            }
+        }
     }
 
     #[test]
     fn truncation_anywhere_is_an_error() {
         let mut input = frames(&text(BLOCK_LEN + 300, 6));
         input.extend(streamed_frame(b"tail of the stream"));
-        for cut in [1, 4, 6, 100, input.len() / 2, input.len() - 30, input.len() - 1] {
-            assert!(read_all(&input[..cut], 2).is_err(), "cut at {cut} was accepted");
+        for threads in [1, 2] {
+            for cut in [1, 4, 6, 100, input.len() / 2, input.len() - 30, input.len() - 1] {
+                assert!(read_all(&input[..cut], threads).is_err(), "{threads} threads: cut at {cut} was accepted");
+            }
         }
     }
 
@@ -304,17 +332,21 @@ mod tests {
     fn garbage_between_frames_is_invalid_data() {
         let mut input = frames(&text(10_000, 7));
         input.extend_from_slice(b"not zstd at all");
-        let err = read_all(&input, 2).unwrap_err();
-        assert!(err.to_string().contains("no zstd frame starts at byte"), "{err}");
+        for threads in [1, 2] {
+            let err = read_all(&input, threads).unwrap_err();
+            assert!(err.to_string().contains("no zstd frame starts at byte"), "{err}");
+        }
     }
 
     #[test]
     fn stopping_early_ends_every_thread() {
         let input = frames(&text(8 * BLOCK_LEN, 8));
-        let first = with_parallel_unzstd(&input[..], 2, |r| {
-            let mut buf = [0u8; 10];
-            r.read_exact(&mut buf).map(|_| buf)
-        });
-        assert!(first.is_ok());
+        for threads in [1, 2] {
+            let first = with_parallel_unzstd(&input[..], threads, |r| {
+                let mut buf = [0u8; 10];
+                r.read_exact(&mut buf).map(|_| buf)
+            });
+            assert!(first.is_ok());
+        }
     }
 }

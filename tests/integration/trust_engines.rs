@@ -48,7 +48,7 @@ fn assert_victim_untouched(c: &Container) {
 fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let file = std::fs::File::open(path).expect("open archive");
-    for_each_entry(std::io::BufReader::new(file), |name, reader| {
+    for_each_entry(std::io::BufReader::new(file), None, |name, reader| {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).expect("read entry");
         out.push((name.to_string(), bytes));

@@ -216,7 +216,12 @@ impl MysqlSplitter {
         }
         let statement = self.statement.take().unwrap_or_default();
         if whole {
-            self.rows.extend_from_slice(&statement);
+            if self.rows.is_empty() && statement.len() >= self.batch_bytes {
+                // A long extended INSERT is a batch by itself: moved, not copied.
+                self.rows = statement;
+            } else {
+                self.rows.extend_from_slice(&statement);
+            }
             let full = if self.routing { self.batch_bytes } else { self.route_bytes };
             if self.rows.len() >= full {
                 self.routing = true;
