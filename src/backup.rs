@@ -31,8 +31,9 @@ use crate::store::records::VerifyRecord;
 use crate::store::{Partial, ServiceDir, Store};
 use crate::vocab::{ArchiveKind, Compression};
 
-/// Chunks in flight between the engine's stream and the compressor (each up to a frame).
-const CHANNEL_CHUNKS: usize = 64;
+/// Chunks in flight between the engine's stream and the compressor (each up to a frame; each
+/// keeps the stream's whole read buffer it was cut from alive, so more costs memory, not speed).
+const CHANNEL_CHUNKS: usize = 16;
 const PROBE_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,11 +8,12 @@
 //! ```
 //!
 //! Memory stays bounded: besides the block being filled, at most `workers + 1` blocks are in
-//! flight (one waiting for a worker, the others being compressed or waiting to be written).
+//! flight (one waiting for a worker, the others being compressed or waiting to be written);
+//! pieces finished in order are written as soon as a block is handed over.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -123,6 +124,21 @@ impl ParallelBlocks {
         Ok(())
     }
 
+    /// Writes the pieces already finished at the front, without waiting: a finished piece
+    /// held back only costs memory and keeps its bytes from a follower.
+    fn write_finished_pieces(&mut self) -> io::Result<()> {
+        while let Some(answer) = self.in_flight.front() {
+            let piece = match answer.try_recv() {
+                Ok(piece) => piece?,
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(self.stopped()),
+            };
+            self.in_flight.pop_front();
+            self.sink.write_all(&piece)?;
+        }
+        Ok(())
+    }
+
     fn stop_workers(&mut self) {
         self.jobs = None;
         self.in_flight.clear();
@@ -149,7 +165,10 @@ impl Write for ParallelBlocks {
         let n = buf.len().min(self.block_len - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
         if self.block.len() == self.block_len {
-            let sent = self.send_block().and_then(|()| self.write_pieces(self.max_in_flight - 1));
+            let sent = self
+                .send_block()
+                .and_then(|()| self.write_pieces(self.max_in_flight - 1))
+                .and_then(|()| self.write_finished_pieces());
             self.fail_on_error(sent)?;
         }
         Ok(n)
@@ -254,6 +273,22 @@ mod tests {
         let finished = blocks.finish();
         let e = wrote.and(finished).unwrap_err().to_string();
         assert!(e.contains("this block fails") || e.contains("failed earlier"), "{e}");
+    }
+
+    #[test]
+    fn a_finished_piece_is_written_when_the_next_block_is_handed_over() {
+        let out = Shared::default();
+        let fast = (1..3).map(|id| Box::new(Tagging { id, fail_on: None }) as Box<dyn BlockCompressor>).collect();
+        let mut blocks = ParallelBlocks::new(Box::new(out.clone()), 10, fast, "test").unwrap();
+        blocks.write_all(&[1; 10]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        blocks.write_all(&[2; 10]).unwrap();
+        // Two blocks in flight are within the holdback of three workers' worth: only finished
+        // pieces went out, and the first had long finished.
+        let written = out.0.lock().unwrap().clone();
+        assert!(written.starts_with(&[[10u8].as_slice(), &[1; 10]].concat()), "{written:?}");
+        blocks.finish().unwrap();
+        assert_eq!(out.0.lock().unwrap().len(), 22);
     }
 
     #[test]
