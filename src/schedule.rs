@@ -15,7 +15,7 @@ use croner::Cron;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// A parsed cron schedule that remembers how the operator wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Schedule {
     expr: String,
     cron: Cron,
@@ -54,6 +54,14 @@ impl FromStr for Schedule {
             )
         })?;
         Ok(Schedule { expr: expr.to_string(), cron })
+    }
+}
+
+/// The expression only: the parsed tables follow from it, and croner's own `Debug` prints every
+/// one of them (about 17 KB per schedule, which the daemon kept per service in its task keys).
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Schedule").field(&self.expr).finish()
     }
 }
 
@@ -100,6 +108,12 @@ mod tests {
         for ok in ["0 3 * * *", "*/5 * * * * *", "@daily", "@hourly", "@weekly", "@monthly", "0 2 * * 1-5"] {
             assert!(ok.parse::<Schedule>().is_ok(), "{ok} should parse");
         }
+    }
+
+    #[test]
+    fn a_schedule_debugs_as_its_expression_not_its_tables() {
+        let schedule: Schedule = "*/5 * * * * *".parse().unwrap();
+        assert_eq!(format!("{schedule:?}"), "Schedule(\"*/5 * * * * *\")");
     }
 
     #[test]
