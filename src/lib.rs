@@ -42,7 +42,8 @@
 //!   behind the writer) → manifest → the follower's verdict → publish → retention. [`restore`] is
 //!   one restore: target, archive, checks, lock, safety backup, replay, report; a database entry
 //!   replays through several sessions (`restore/parallel.rs`, `DB_BACKUP_RESTORE_JOBS`): serial and
-//!   data phases, each ended before the next, fed by the engine's splitter. [`verify`] proves an
+//!   data phases, each ended before the next, fed by the engine's splitter, the data sessions'
+//!   batches held to a byte budget. [`verify`] proves an
 //!   archive whole and replayable.
 //!
 //! - [`drill`] is one restore drill: a throwaway container from the service's image (always
@@ -88,7 +89,8 @@
 //!   for levels 1–3, libdeflate 4–5, zlib-rs 6–9) and decompressor that work on every core.
 //!   [`zstd`] is the other codec (`.tar.zst`, chosen by
 //!   `DB_BACKUP_COMPRESSION` or the `compression` label): the same tar layout in independent
-//!   zstd frames, cut apart by their block headers to decompress in parallel; a reader picks the
+//!   zstd frames, cut apart by their block headers to decompress in parallel (a one-thread reader,
+//!   such as the follower or a restore, decompresses in order instead); a reader picks the
 //!   codec from the first bytes, and [`sealed::open`] refuses bytes that contradict the name.
 //!   Written into a stream that cannot seek (encryption), entries wait in memory for their header
 //!   and long ones become parts the reader joins. The writer reports what becomes final, and a
