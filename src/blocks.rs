@@ -114,27 +114,22 @@ impl ParallelBlocks {
         Ok(())
     }
 
-    /// Writes finished pieces, oldest first, until at most `keep` are in flight.
+    /// Writes finished pieces, oldest first: waits for them until at most `keep` are in flight,
+    /// then writes those already finished without waiting (a finished piece held back only costs
+    /// memory and keeps its bytes from a follower).
     fn write_pieces(&mut self, keep: usize) -> io::Result<()> {
-        while self.in_flight.len() > keep {
-            let Some(answer) = self.in_flight.pop_front() else { break };
-            let piece = answer.recv().unwrap_or_else(|_| Err(self.stopped()))?;
-            self.sink.write_all(&piece)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the pieces already finished at the front, without waiting: a finished piece
-    /// held back only costs memory and keeps its bytes from a follower.
-    fn write_finished_pieces(&mut self) -> io::Result<()> {
         while let Some(answer) = self.in_flight.front() {
-            let piece = match answer.try_recv() {
-                Ok(piece) => piece?,
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return Err(self.stopped()),
+            let piece = if self.in_flight.len() > keep {
+                answer.recv().unwrap_or_else(|_| Err(self.stopped()))
+            } else {
+                match answer.try_recv() {
+                    Ok(piece) => piece,
+                    Err(TryRecvError::Empty) => return Ok(()),
+                    Err(TryRecvError::Disconnected) => Err(self.stopped()),
+                }
             };
             self.in_flight.pop_front();
-            self.sink.write_all(&piece)?;
+            self.sink.write_all(&piece?)?;
         }
         Ok(())
     }
@@ -165,10 +160,7 @@ impl Write for ParallelBlocks {
         let n = buf.len().min(self.block_len - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
         if self.block.len() == self.block_len {
-            let sent = self
-                .send_block()
-                .and_then(|()| self.write_pieces(self.max_in_flight - 1))
-                .and_then(|()| self.write_finished_pieces());
+            let sent = self.send_block().and_then(|()| self.write_pieces(self.max_in_flight - 1));
             self.fail_on_error(sent)?;
         }
         Ok(n)

@@ -42,16 +42,17 @@ pub fn with_parallel_unzstd<R: Read + Send, T>(
     consume: impl FnOnce(&mut dyn Read) -> T,
 ) -> T {
     let threads = threads.max(1);
-    let in_order = threads == 1;
+    // One thread reads every frame in order on the splitting thread: no workers.
+    let workers = if threads == 1 { 0 } else { threads };
     std::thread::scope(|scope| {
         let (jobs, job_queue) = sync_channel::<Job>(threads);
         let job_queue = Arc::new(Mutex::new(job_queue));
-        for _ in 0..if in_order { 0 } else { threads } {
+        for _ in 0..workers {
             let queue = Arc::clone(&job_queue);
             scope.spawn(move || decompress_frames(&queue));
         }
         let (pieces, piece_queue) = sync_channel::<Piece>(threads + 1);
-        scope.spawn(move || split_frames(source, in_order, &jobs, &pieces));
+        scope.spawn(move || split_frames(source, workers == 0, &jobs, &pieces));
         let mut reader = InOrder::new(piece_queue);
         let out = consume(&mut reader);
         // Closing the piece queue stops the splitter, which closes the job queue, which stops the workers.
