@@ -34,10 +34,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::failure::{corrupt, CountingReader, Failure, Place};
 use super::format::{padding, BLOCK};
 use super::reader::{
-    check_end_of_archive, check_manifest_is_last, corrupt, digest_entry, next_item, skip_padding, visit_entry,
-    with_decompressed_on, CountingReader, Failure, Item, Place,
+    check_end_of_archive, check_manifest_is_last, digest_entry, next_item, skip_padding, visit_entry,
+    with_decompressed_on, Item,
 };
 use super::tail::TailBuffer;
 use super::{ArchiveError, EntryInfo, Scan, MANIFEST_NAME};

@@ -26,6 +26,7 @@
 //! - `format.rs`: the tar side of the layout (headers, padding, names, the reserved member).
 //! - `writer.rs`: [`ArchiveWriter`] and [`EntryWriter`]; `reader.rs`: [`for_each_entry`], [`scan`].
 //! - `parts.rs`: entries of archives written as a stream (part names, the buffer in memory).
+//! - `failure.rs`: why and where a read failed, told once the raw input's own error is known.
 //! - `tail.rs`: the last [`TAIL_LEN`] bytes of an entry, kept on both sides.
 //! - `follow.rs`: reading the file back from disk behind its writer ([`follow_file`]), region by
 //!   region as the writer reports them final ([`Mark`]), so a backup is proven whole moments after
@@ -41,6 +42,7 @@
 use std::io;
 
 mod codec;
+mod failure;
 mod follow;
 mod format;
 mod parts;
