@@ -6,7 +6,7 @@
 use super::split::Split;
 use super::{
     entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
-    Otherwise, Probe, RestoreStep, SH_PRELUDE,
+    Otherwise, Probe, RestoreStep, SH_LARGE_WRITES, SH_PRELUDE,
 };
 use crate::manifest::Manifest;
 use crate::vocab::EntryRole;
@@ -124,7 +124,7 @@ impl Engine for Mysql {
                 // `--` ends the options: a database named `-r/x` or `--all-databases` stays a name.
                 command: self
                     .script(&format!(
-                        "{NEED_DUMP}exec $dbb_dump -u\"$dbb_user\" --single-transaction --routines --triggers --events \
+                        "{NEED_DUMP}{SH_LARGE_WRITES}exec $dbb_writes $dbb_dump -u\"$dbb_user\" --single-transaction --routines --triggers --events \
                          --hex-blob --default-character-set=utf8mb4 --databases -- \"$DBB_DB\"\n"
                     ))
                     .with_env("DBB_DB", db),

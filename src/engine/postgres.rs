@@ -6,7 +6,7 @@ use super::psql_guard::{split::Splitter, PsqlGuard};
 use super::split::Split;
 use super::{
     entry_safe, lines_of, select_databases, sh_first_of, Credentials, DumpStep, Engine, EngineKind, ExecCommand, Feed,
-    Otherwise, Probe, RestoreStep, SH_PRELUDE,
+    Otherwise, Probe, RestoreStep, SH_LARGE_WRITES, SH_PRELUDE,
 };
 use crate::manifest::Manifest;
 use crate::vocab::EntryRole;
@@ -99,7 +99,7 @@ impl Engine for Postgres {
                 role: EntryRole::Database { database: db.clone() },
                 // PGDATABASE, not -d: pg_dump would read a name containing '=' as a conninfo string.
                 command: self
-                    .script(&["pg_dump"], "PGDATABASE=$DBB_DB; export PGDATABASE\nexec pg_dump --create -w\n")
+                    .script(&["pg_dump"], &format!("PGDATABASE=$DBB_DB; export PGDATABASE\n{SH_LARGE_WRITES}exec $dbb_writes pg_dump --create -w\n"))
                     .with_env("DBB_DB", db),
             });
         }
@@ -219,7 +219,7 @@ mod tests {
         let names: Vec<&str> = steps.iter().map(|s| s.entry.as_str()).collect();
         assert_eq!(names, vec!["globals.sql", "databases/app.sql", "databases/a%20b.sql"]);
         assert_eq!(steps[2].command.env, vec![("DBB_DB".to_string(), "a b".to_string())]);
-        assert!(steps[1].command.argv[2].contains("exec pg_dump --create -w"));
+        assert!(steps[1].command.argv[2].contains("exec $dbb_writes pg_dump --create -w"));
         let err = pg().dump_steps(&probe, Some(&["nope".into()])).unwrap_err();
         assert!(err.contains("nope") && err.contains("app"), "{err}");
     }
