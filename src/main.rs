@@ -67,7 +67,6 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 Ok(archive) => archive,
                 Err(code) => return Ok(code),
             };
-            let service = service.to_string();
             let request = RestoreRequest {
                 service,
                 archive,

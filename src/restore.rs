@@ -50,7 +50,7 @@ const MAX_REWRITTEN_ENTRY: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
-    pub service: String,
+    pub service: ServiceName,
     pub archive: Option<String>,
     pub into: Option<String>,
     pub safety_backup: bool,
@@ -105,11 +105,11 @@ pub async fn restore(
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let store = Store::new(&settings.root);
-    let service = ServiceName::parse(&req.service).map_err(|e| RestoreError::Usage(format!("service: {e}")))?;
-    let pending = resolve_target(docker, settings, discovered, &service, req.into.as_deref()).await?;
+    let service = &req.service;
+    let pending = resolve_target(docker, settings, discovered, service, req.into.as_deref()).await?;
     let identity = settings.age.identity.clone();
     let (archive, manifest) =
-        choose_archive(&store, &service, req.archive.as_deref(), pending.engine(), &identity, report, shutdown).await?;
+        choose_archive(&store, service, req.archive.as_deref(), pending.engine(), &identity, report, shutdown).await?;
     let id = identity.as_deref();
     crate::verify::check_replayable(&archive, id, &manifest)
         .map_err(|e| RestoreError::Refused(format!("refusing to restore, nothing was touched: {e}")))?;
@@ -123,7 +123,7 @@ pub async fn restore(
     })?;
     check_safety_origin(&manifest, &archive_name, pending.container(), req.allow_other_container)?;
     let home = if req.safety_backup { Some(pending.home()?.clone()) } else { None };
-    let target = pending.into_spec(settings, &service, &manifest);
+    let target = pending.into_spec(settings, service, &manifest);
     report.container = Some(target.container.name.clone());
     if target.engine != manifest.engine {
         return Err(RestoreError::Refused(format!(
@@ -132,8 +132,8 @@ pub async fn restore(
         )));
     }
 
-    let _locks = if req.drill { Vec::new() } else { lock_services(&store, &service, home.as_ref())? };
-    announce(report, &service, &archive_name, &manifest, &target);
+    let _locks = if req.drill { Vec::new() } else { lock_services(&store, service, home.as_ref())? };
+    announce(report, service, &archive_name, &manifest, &target);
 
     let engine = engine_for(target.engine, target.credentials());
     let current = probe_container(docker, &target.container, engine.as_ref()).await?;

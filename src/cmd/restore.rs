@@ -12,7 +12,7 @@ pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> an
     // SIGTERM/SIGINT abort at once: the safety backup or the replay stops and the tool is killed.
     let shutdown = crate::shutdown::on_signals(std::time::Duration::ZERO);
     // A live progress line when run from a terminal (never with --json).
-    let mut report = RestoreReport::new(&request.service, json).with_progress();
+    let mut report = RestoreReport::new(request.service.as_str(), json).with_progress();
     let started_at = chrono::Utc::now();
     let result = restore(&docker, settings, &discovered, &request, &shutdown, &mut report).await;
     if !matches!(result, Err(RestoreError::Busy(_))) {
@@ -20,7 +20,7 @@ pub async fn run(settings: &Settings, request: RestoreRequest, json: bool) -> an
             Ok(()) => Ok(format!("restored from {}", report.archive.as_deref().unwrap_or("the newest good archive"))),
             Err(e) => Err(e.to_string()),
         };
-        crate::status::journal::record_manual(&settings.root, "restore", &request.service, started_at, outcome);
+        crate::status::journal::record_manual(&settings.root, "restore", request.service.as_str(), started_at, outcome);
     }
     let code = result.as_ref().err().map_or(Exit::Ok, RestoreError::exit);
     if let Err(e) = &result {

@@ -125,7 +125,7 @@ async fn drill_in(
     container.wait_ready(docker, engine.as_ref(), limits.ready_timeout).await?;
 
     let request = RestoreRequest {
-        service: service.to_string(),
+        service: spec.service.clone(),
         archive,
         into: Some(container.container.name.clone()),
         safety_backup: false,
