@@ -65,6 +65,15 @@ struct Sample {
     own: f64,
 }
 
+/// One method on one set of databases, and what each round measured.
+struct Case {
+    label: String,
+    way: Way,
+    dbs: Vec<String>,
+    together: bool,
+    samples: Vec<Sample>,
+}
+
 struct Args {
     container: String,
     dbs: Vec<String>,
@@ -236,11 +245,11 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn report(title: &str, rows: &[(String, Vec<Sample>)], dump_bytes: u64) {
+fn report(title: &str, rows: &[Case], dump_bytes: u64) {
     println!("\n## {title}\n");
     println!("| method | wall s | MB/s | busy cores | machine CPU s | engine CPU s | bench CPU s | mean frame |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (label, samples) in rows {
+    for Case { label, samples, .. } in rows {
         let m = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
         let wall = m(|s| s.wall);
         let frames = m(|s| s.frames as f64);
@@ -279,29 +288,26 @@ async fn run(args: Args) -> Result<(), String> {
         Some(db) => dump_api(&docker, &args.container, dump_argv(db, Way::Cli), 256 * KIB).await?.0,
         None => 0,
     };
-    let mut two: Vec<(String, Vec<Sample>)> = Vec::new();
-    let mut one: Vec<(String, Vec<Sample>)> = Vec::new();
+    // Every measured case in the order the rounds run them: per way, both databases one after the
+    // other and at once, then the single database alone.
+    let mut cases: Vec<Case> = Vec::new();
+    for way in ways() {
+        for together in [false, true] {
+            let label = format!("{}, {}", way.label(), if together { "2 at once" } else { "1 at a time" });
+            cases.push(Case { label, way, dbs: args.dbs.clone(), together, samples: Vec::new() });
+        }
+        if let Some(db) = &args.single {
+            cases.push(Case { label: way.label(), way, dbs: vec![db.clone()], together: false, samples: Vec::new() });
+        }
+    }
     for round in 1..=args.runs {
         eprintln!("round {round} of {}", args.runs);
-        for (w, way) in ways().into_iter().enumerate() {
-            for together in [false, true] {
-                let sample = measure(&docker, &args.container, &args.dbs, way, together).await?;
-                let label = format!("{}, {}", way.label(), if together { "2 at once" } else { "1 at a time" });
-                if round == 1 {
-                    two.push((label, Vec::new()));
-                }
-                two[2 * w + usize::from(together)].1.push(sample);
-            }
-            if let Some(db) = &args.single {
-                let sample = measure(&docker, &args.container, std::slice::from_ref(db), way, false).await?;
-                if round == 1 {
-                    one.push((way.label(), Vec::new()));
-                }
-                one[w].1.push(sample);
-            }
+        for case in &mut cases {
+            case.samples.push(measure(&docker, &args.container, &case.dbs, case.way, case.together).await?);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    let (two, one): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|case| case.dbs.len() == 2);
     let mb = |b: u64| b as f64 / 1e6;
     report(&format!("{} and {}: {:.0} MB of dump in all", args.dbs[0], args.dbs[1], mb(dump_bytes)), &two, dump_bytes);
     if let Some(db) = &args.single {
